@@ -1,0 +1,1 @@
+"""API tokens, roles and the request dependencies that enforce tenant isolation."""

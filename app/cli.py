@@ -1,0 +1,192 @@
+"""The `hubmeter` command: set up the database, check configuration, run jobs, serve the API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from app import migrate
+from app.config import ConfigError, Settings, get_settings, load_config
+from app.runtime import Runtime, runtime
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+cli = typer.Typer(
+    name="hubmeter",
+    help="Usage metering, cost attribution and billing for hosted JupyterHubs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Create and upgrade the database schema.", no_args_is_help=True)
+config_cli = typer.Typer(help="Check the YAML configuration and apply it.", no_args_is_help=True)
+ingest_cli = typer.Typer(
+    help="Pull usage from each cluster's Prometheus and costs from the clouds' billing exports.",
+    no_args_is_help=True,
+)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(config_cli, name="config")
+cli.add_typer(ingest_cli, name="ingest")
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called; the message says what to change."""
+
+
+@cli.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="YAML configuration (default: $HUBMETER_CONFIG).", dir_okay=False
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default: $HUBMETER_DATABASE_URL, else a SQLite file)."),
+    ] = None,
+) -> None:
+    settings = get_settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    ctx.obj = Runtime(settings=settings, config_path=config)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = "heads") -> None:
+    """Apply schema migrations (to the latest by default). Safe to run again."""
+    rt = runtime(ctx)
+    before = migrate.current_revision(rt.engine)
+    migrate.upgrade(rt.engine, revision)
+    after = migrate.current_revision(rt.engine)
+    console.print(f"database at revision {after} (was {before or 'empty'})")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(ctx: typer.Context, revision: str) -> None:
+    """Revert schema migrations down to REVISION ("base" removes every table)."""
+    rt = runtime(ctx)
+    migrate.downgrade(rt.engine, revision)
+    console.print(f"database at revision {migrate.current_revision(rt.engine) or 'base'}")
+
+
+@db_cli.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the latest one this version knows."""
+    rt = runtime(ctx)
+    current = migrate.current_revision(rt.engine)
+    head = migrate.head_revision()
+    state = "up to date" if current == head else "needs `hubmeter db upgrade`"
+    console.print(f"current {current or 'empty'}, latest {head}: {state}")
+
+
+@config_cli.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The YAML file to validate.", dir_okay=False)],
+) -> None:
+    """Validate a configuration file; errors name the key path, the line and what was expected."""
+    config = load_config(file)
+    console.print(
+        f"{file}: ok: {len(config.clusters)} cluster(s), {len(config.communities)} "
+        f"communit{'y' if len(config.communities) == 1 else 'ies'}, {len(config.hubs)} hub(s)"
+    )
+
+
+@config_cli.command("apply")
+def config_apply(ctx: typer.Context) -> None:
+    """Write the configuration's clusters, communities and hubs to the database."""
+    from app.clock import utcnow
+    from app.db import transaction
+    from app.hubs import service as hub_service
+
+    rt = runtime(ctx)
+    with transaction(rt.session_factory) as session:
+        report = hub_service.sync_from_config(session=session, config=rt.config, now=utcnow())
+    for what, items in (
+        ("created", report.created),
+        ("updated", report.updated),
+        ("deactivated", report.deactivated),
+    ):
+        for item in items:
+            console.print(f"{what} {item}")
+    if not (report.created or report.updated or report.deactivated):
+        console.print("database already matches the configuration")
+
+
+@cli.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: $HUBMETER_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: $HUBMETER_PORT).")] = None,
+) -> None:
+    """Serve the API, the finance pages, /healthz, /readyz and /metrics."""
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    rt = runtime(ctx)
+    settings: Settings = rt.settings
+    if rt.config_path is not None:
+        settings = settings.model_copy(update={"config": rt.config_path})
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    app = create_app(settings, engine=rt.engine)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+def _register_domains() -> None:
+    from app.attribution import cli as attribution_cli
+    from app.auth import cli as auth_cli
+    from app.costs import cli as costs_cli
+    from app.invoices import cli as invoices_cli
+    from app.reports import cli as reports_cli
+    from app.usage import cli as usage_cli
+
+    for domain in (usage_cli, costs_cli, attribution_cli, invoices_cli, reports_cli, auth_cli):
+        domain.register(cli, ingest_cli)
+
+
+_register_domains()
+
+
+def main() -> None:
+    """Console entry point: known problems become one clear line and exit status 2."""
+    from app.errors import InputError
+
+    try:
+        cli(standalone_mode=False)
+    except (ConfigError, UsageError, InputError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Clusters, communities, hubs and the users of each hub."""

@@ -1,0 +1,119 @@
+"""Keep the database's clusters, communities and hubs in step with the configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import HubmeterConfig
+from app.hubs.models import Cluster, Community, Hub, HubUser
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+
+
+def sync_from_config(*, session: Session, config: HubmeterConfig, now: datetime) -> SyncReport:
+    """Upsert clusters, communities and hubs from the configuration.
+
+    Nothing is deleted: a hub or community that leaves the configuration is marked inactive, so
+    its history, allocations and invoices stay intact.
+    """
+    report = SyncReport()
+    clusters = {c.name: c for c in session.scalars(select(Cluster))}
+    for wanted in config.clusters:
+        cluster = clusters.get(wanted.name)
+        if cluster is None:
+            session.add(Cluster(name=wanted.name, provider=wanted.provider.value, updated_at=now))
+            report.created.append(f"cluster {wanted.name}")
+        elif cluster.provider != wanted.provider.value:
+            cluster.provider = wanted.provider.value
+            cluster.updated_at = now
+            report.updated.append(f"cluster {wanted.name}")
+
+    communities = {c.id: c for c in session.scalars(select(Community))}
+    for c in config.communities:
+        values = {
+            "name": c.name,
+            "billing_email": c.billing_email,
+            "currency": c.currency,
+            "plan": c.plan,
+            "active": True,
+        }
+        community = communities.get(c.id)
+        if community is None:
+            session.add(Community(id=c.id, updated_at=now, **values))
+            report.created.append(f"community {c.id}")
+        elif _apply(community, values):
+            community.updated_at = now
+            report.updated.append(f"community {c.id}")
+    wanted_communities = {c.id for c in config.communities}
+    for community_id, community in communities.items():
+        if community_id not in wanted_communities and community.active:
+            community.active = False
+            community.updated_at = now
+            report.deactivated.append(f"community {community_id}")
+    session.flush()
+
+    hubs = {(h.cluster_name, h.name): h for h in session.scalars(select(Hub))}
+    for h in config.hubs:
+        values = {
+            "namespace": h.k8s_namespace,
+            "community_id": h.community,
+            "monthly_budget": h.monthly_budget,
+            "active": True,
+        }
+        hub = hubs.get((h.cluster, h.name))
+        if hub is None:
+            session.add(Hub(cluster_name=h.cluster, name=h.name, updated_at=now, **values))
+            report.created.append(f"hub {h.cluster}/{h.name}")
+        elif _apply(hub, values):
+            hub.updated_at = now
+            report.updated.append(f"hub {h.cluster}/{h.name}")
+    wanted_hubs = {(h.cluster, h.name) for h in config.hubs}
+    for key, hub in hubs.items():
+        if key not in wanted_hubs and hub.active:
+            hub.active = False
+            hub.updated_at = now
+            report.deactivated.append(f"hub {key[0]}/{key[1]}")
+    session.flush()
+    return report
+
+
+def _apply(row: object, values: dict[str, object]) -> bool:
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+def hubs_by_namespace(*, session: Session, cluster_name: str) -> dict[str, Hub]:
+    """The active hubs of a cluster, keyed by Kubernetes namespace."""
+    rows = session.scalars(select(Hub).where(Hub.cluster_name == cluster_name, Hub.active))
+    return {hub.namespace: hub for hub in rows}
+
+
+def get_or_create_users(
+    *, session: Session, hub_id: int, usernames: set[str], now: datetime
+) -> dict[str, int]:
+    """Ids of the hub's users by canonical username, creating the ones seen for the first time."""
+    existing = dict(
+        session.execute(
+            select(HubUser.username, HubUser.id).where(HubUser.hub_id == hub_id)
+        ).tuples()
+    )
+    missing = sorted(usernames - existing.keys())
+    if missing:
+        new_users = [HubUser(hub_id=hub_id, username=name, first_seen_at=now) for name in missing]
+        session.add_all(new_users)
+        session.flush()
+        existing.update({user.username: user.id for user in new_users})
+    return existing

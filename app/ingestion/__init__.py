@@ -1,0 +1,1 @@
+"""Ingestion batches and watermarks shared by usage and cost ingestion."""

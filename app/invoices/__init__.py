@@ -1,0 +1,1 @@
+"""Monthly invoices per community: draft, approved, sent, paid or void."""

@@ -1,0 +1,1 @@
+"""Job runs and the embedded scheduler."""

@@ -1,0 +1,1 @@
+"""Hourly usage per hub and user, metered from each cluster's Prometheus."""
