@@ -16,6 +16,7 @@ from app.config import HubmeterConfig, Settings, get_settings, load_config
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
 from app.observability import make_registry, request_middleware
+from app.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def create_app(
     app.state.session_factory = session_factory
     app.state.config = config
     app.middleware("http")(request_middleware(latency))
+    install_problem_handlers(app)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,86 @@
+"""Who is calling, and what they may read: the dependencies every API route declares.
+
+A community viewer reads its own community and nothing else; finance reads every community;
+admin can do what finance can and manage tokens and runs. Routes load tenant-owned objects
+through `ensure_community_access`, which answers 404 (not 403) for another community's objects
+so that ids, names and counts never leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service as token_service
+from app.auth.models import Role
+from app.clock import utcnow
+from app.deps import SessionDep
+from app.problems import Problem
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `hubmeter tokens create`.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    community_id: str | None
+
+    @property
+    def reads_everything(self) -> bool:
+        return self.role in (Role.finance, Role.admin)
+
+    def can_read(self, community_id: str | None) -> bool:
+        """May this caller read objects of `community_id` (None: not tied to any community)?"""
+        if self.reads_everything:
+            return True
+        return community_id is not None and community_id == self.community_id
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, from the bearer token."""
+    if credentials is None:
+        raise _unauthorized("send an API token as `Authorization: Bearer <token>`")
+    now = utcnow()
+    row = token_service.verify_token(session=session, token=credentials.credentials, now=now)
+    if row is None:
+        raise _unauthorized("the token is unknown, revoked or expired")
+    row.last_used_at = now
+    return Principal(subject=f"token:{row.id}", role=Role(row.role), community_id=row.community_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_finance(principal: CurrentPrincipal) -> Principal:
+    if not principal.reads_everything:
+        raise Problem(403, "Forbidden", "this needs a finance or admin token")
+    return principal
+
+
+def require_admin(principal: CurrentPrincipal) -> Principal:
+    if principal.role != Role.admin:
+        raise Problem(403, "Forbidden", "this needs an admin token")
+    return principal
+
+
+FinancePrincipal = Annotated[Principal, Depends(require_finance)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+def ensure_community_access(principal: Principal, community_id: str | None, what: str) -> None:
+    """404 unless the caller may read `community_id`'s objects; the same answer as a missing
+    object, so a viewer learns nothing about other communities."""
+    if not principal.can_read(community_id):
+        raise Problem(404, "Not found", f"no such {what}")
