@@ -156,10 +156,12 @@ def _register_domains() -> None:
     from app.costs import cli as costs_cli
     from app.invoices import cli as invoices_cli
     from app.reports import cli as reports_cli
+    from app.synthetic import cli as synthetic_cli
     from app.usage import cli as usage_cli
 
     for domain in (usage_cli, costs_cli, attribution_cli, invoices_cli, reports_cli, auth_cli):
         domain.register(cli, ingest_cli)
+    cli.add_typer(synthetic_cli.app)
 
 
 _register_domains()
