@@ -44,4 +44,4 @@ bench: $(VENV)/.dev-installed system-packages
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .hubmeter-demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .hubmeter-demo .hubmeter-bench benchmarks/.data .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -168,26 +168,18 @@ _register_domains()
 
 
 def main() -> None:
-    """Console entry point: known problems become one clear line and exit status 2."""
+    """Console entry point: known problems become one clear line and exit status 2.
+
+    Click handles its own usage errors (standalone mode); hubmeter's own errors about
+    configuration, input files or how a command was called propagate to here.
+    """
     from app.errors import InputError
 
     try:
-        cli(standalone_mode=False)
+        cli()
     except (ConfigError, UsageError, InputError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -74,3 +74,33 @@ class CostLine(Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class PriceBookSku(Base):
+    """A list price from the Cloud Billing Catalog, as of the last refresh of its service.
+
+    Estimates of hours the bill has not reached yet are priced from here; each estimated line
+    names the SKU and the unit price it used. `unit_price` is per `usage_unit`; one usage unit is
+    `base_unit_conversion_factor` base units (seconds, byte-seconds, bytes), the units usage is
+    metered in.
+    """
+
+    __tablename__ = "price_book_sku"
+
+    sku_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64), index=True)
+    service_name: Mapped[str] = mapped_column(String(300))
+    sku_description: Mapped[str] = mapped_column(Text)
+    resource_family: Mapped[str | None] = mapped_column(String(64))
+    resource_group: Mapped[str | None] = mapped_column(String(64))
+    usage_type: Mapped[str | None] = mapped_column(String(64))
+    regions: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    usage_unit: Mapped[str] = mapped_column(String(64))
+    usage_unit_description: Mapped[str | None] = mapped_column(String(200))
+    base_unit: Mapped[str] = mapped_column(String(64))
+    base_unit_conversion_factor: Mapped[Decimal] = mapped_column(Exact())
+    currency: Mapped[str] = mapped_column(String(3))
+    unit_price: Mapped[Decimal] = mapped_column(Exact())
+    tiers: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -136,6 +136,7 @@ NOT_TENANT_OWNED = {
     "api_token",
     "audit_event",
     "attribution_day",
+    "price_book_sku",
 }
 
 

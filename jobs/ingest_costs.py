@@ -1,0 +1,165 @@
+"""Scheduled cost ingestion: re-pull the GCP export's trailing window, estimate what the bill has
+not reached, refresh the price book.
+
+The GCP export is append-only: late usage and credits arrive for days as new rows. Each run
+re-pulls the trailing window (`ingestion.trailing_days`, default 5 days, up to the current hour),
+and, while the previous month's invoice is still open (the first `INVOICE_MONTH_CLOSE_DAYS`
+days of a month), the whole previous month too. The re-pull replaces what earlier pulls
+imported for the window, so late rows are counted once. A run is one job run and one
+transaction: killed, it changes nothing; run twice, it replaces itself.
+
+    python -m jobs.ingest_costs --table PROJECT.DATASET.TABLE
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.config import get_settings
+from app.costs import bigquery as bigquery_source
+from app.costs import catalog, ingest
+from app.costs import service as cost_service
+from app.costs.estimates import Driver
+from app.costs.records import Window, day_start, month_start
+from app.costs.service import ImportReport
+from app.ingestion import service as ingestion_service
+from app.ingestion.models import BatchKind
+from app.runtime import Runtime
+from jobs.runner import run_job
+
+log = logging.getLogger(__name__)
+JOB_NAME = "ingest_costs"
+ESTIMATE_JOB_NAME = "estimate_costs"
+PRICE_BOOK_JOB_NAME = "refresh_price_book"
+# GCP closes an invoice month early in the next month; until then its credits and late rows
+# still change it.
+INVOICE_MONTH_CLOSE_DAYS = 5
+
+
+def trailing_window(now: datetime, trailing_days: int) -> Window:
+    """The window a scheduled re-pull covers at `now`: the trailing days up to the end of the
+    current hour, widened to the start of the previous month while that month is still open."""
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = day_start(now) - timedelta(days=trailing_days)
+    this_month = month_start(now)
+    if now < this_month + timedelta(days=INVOICE_MONTH_CLOSE_DAYS):
+        start = min(start, month_start(this_month - timedelta(days=1)))
+    return Window(start, end)
+
+
+def ingest_gcp_bigquery(
+    runtime: Runtime,
+    *,
+    table: str,
+    window: Window | None = None,
+    billing_project: str | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Re-pull the export table's trailing window (or `window`) in one job run."""
+    now = now or utcnow()
+    window = window or trailing_window(now, runtime.config.ingestion.trailing_days)
+    client = bigquery_source.make_client(
+        project=billing_project or bigquery_source.table_project(table),
+        api_endpoint=runtime.settings.bigquery_api_endpoint,
+    )
+
+    def work(session: Session) -> ImportReport:
+        report = ingest.ingest_gcp_bigquery(
+            session=session, client=client, table=table, window=window, now=now
+        )
+        ingestion_service.advance_watermark(
+            session=session,
+            kind=BatchKind.costs,
+            source=f"bigquery:{table}",
+            through=window.end,
+            now=now,
+        )
+        return report
+
+    return run_job(
+        runtime,
+        JOB_NAME,
+        work,
+        window=(window.start, window.end),
+        figures=ImportReport.figures,
+    )
+
+
+def estimate_costs(
+    runtime: Runtime,
+    *,
+    cluster: str,
+    skus: dict[Driver, str],
+    window: Window | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Estimate the cluster's trailing hours the bill has not reached, at list price."""
+    now = now or utcnow()
+    window = window or trailing_window(now, runtime.config.ingestion.trailing_days)
+    target = ingest.estimate_target(runtime.config, cluster)
+
+    def work(session: Session) -> ImportReport:
+        return ingest.ingest_estimates(
+            session=session, target=target, window=window, skus=skus, now=now
+        )
+
+    return run_job(
+        runtime,
+        f"{ESTIMATE_JOB_NAME}:{cluster}",
+        work,
+        window=(window.start, window.end),
+        figures=ImportReport.figures,
+    )
+
+
+def refresh_price_book(
+    runtime: Runtime, *, services: list[str], currency: str = "USD", now: datetime | None = None
+) -> int:
+    """Fetch the services' list prices from the Cloud Billing Catalog; returns SKUs priced."""
+    now = now or utcnow()
+    client = catalog.make_client(api_endpoint=runtime.settings.billing_catalog_api_endpoint)
+    found = catalog.find_services(client, services)
+    fetched = {
+        service_id: catalog.fetch_price_book(
+            client, service_id=service_id, service_name=name, currency=currency, now=now
+        )
+        for service_id, name in found.values()
+    }
+
+    def work(session: Session) -> int:
+        return sum(
+            cost_service.replace_price_book(session=session, service_ids=[sid], entries=entries)
+            for sid, entries in fetched.items()
+        )
+
+    return run_job(runtime, PRICE_BOOK_JOB_NAME, work, figures=lambda n: {"skus": n})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Re-pull the GCP billing export's trailing window."
+    )
+    parser.add_argument("--table", required=True, help="PROJECT.DATASET.TABLE of the export")
+    parser.add_argument("--billing-project", help="project the query runs in")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    runtime = Runtime(settings=get_settings())
+    try:
+        report = ingest_gcp_bigquery(
+            runtime, table=args.table, billing_project=args.billing_project
+        )
+    except Exception as exc:
+        log.error("cost ingestion failed: %s", exc)
+        return 1
+    log.info("cost ingestion: %s", report.figures())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
