@@ -102,18 +102,26 @@ def hubs_by_namespace(*, session: Session, cluster_name: str) -> dict[str, Hub]:
 
 
 def get_or_create_users(
-    *, session: Session, hub_id: int, usernames: set[str], now: datetime
-) -> dict[str, int]:
-    """Ids of the hub's users by canonical username, creating the ones seen for the first time."""
-    existing = dict(
-        session.execute(
-            select(HubUser.username, HubUser.id).where(HubUser.hub_id == hub_id)
-        ).tuples()
-    )
-    missing = sorted(usernames - existing.keys())
+    *, session: Session, wanted: set[tuple[int, str]], now: datetime
+) -> tuple[dict[tuple[int, str], int], int]:
+    """Ids of the (hub id, canonical username) pairs in `wanted`, creating the users seen for the
+    first time (one query for all hubs); also how many were new."""
+    if not wanted:
+        return {}, 0
+    hub_ids = {hub_id for hub_id, _name in wanted}
+    existing: dict[tuple[int, str], int] = {
+        (hub_id, username): user_id
+        for hub_id, username, user_id in session.execute(
+            select(HubUser.hub_id, HubUser.username, HubUser.id).where(HubUser.hub_id.in_(hub_ids))
+        ).all()
+    }
+    missing = sorted(wanted - existing.keys())
     if missing:
-        new_users = [HubUser(hub_id=hub_id, username=name, first_seen_at=now) for name in missing]
+        new_users = [
+            HubUser(hub_id=hub_id, username=username, first_seen_at=now)
+            for hub_id, username in missing
+        ]
         session.add_all(new_users)
         session.flush()
-        existing.update({user.username: user.id for user in new_users})
-    return existing
+        existing.update({(user.hub_id, user.username): user.id for user in new_users})
+    return {key: existing[key] for key in wanted}, len(missing)
