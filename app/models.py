@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the schema tests see the whole model."""
 
-from app.attribution.models import Allocation, AttributionDay, AttributionRun
+from app.attribution.models import Allocation, AllocationPool, AttributionDay, AttributionRun
 from app.audit.models import AuditEvent
 from app.auth.models import ApiToken
 from app.costs.models import CostLine
@@ -13,6 +13,7 @@ from app.usage.models import UsageHour
 
 __all__ = [
     "Allocation",
+    "AllocationPool",
     "ApiToken",
     "AttributionDay",
     "AttributionRun",

@@ -1,0 +1,135 @@
+"""The attribution API: find allocations, explain one ("why is my bill this?"), and, for
+finance, the runs and what each changed.
+
+A community's token sees its own allocations only; another community's allocation, and any
+unattributed one (it belongs to no community), answers 404 exactly like a missing id.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.attribution import service
+from app.attribution.schemas import AllocationExplanation, AllocationOut, RunDetail, RunOut
+from app.auth.deps import CurrentPrincipal, FinancePrincipal, ensure_community_access
+from app.costs.models import Component
+from app.deps import SessionDep
+from app.problems import Problem
+
+router = APIRouter(prefix="/api/v1", tags=["attribution"])
+
+
+@router.get(
+    "/allocations",
+    summary="Allocations in force, to find the one to explain",
+    response_model=list[AllocationOut],
+)
+def list_allocations(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    day: Annotated[date, Query(description="The day (UTC).")],
+    hub_id: int | None = None,
+    user_id: int | None = None,
+    component: Component | None = None,
+    community_id: Annotated[
+        str | None, Query(description="Finance only; a community token sees its own.")
+    ] = None,
+    unattributed: Annotated[
+        bool, Query(description="Finance only: the allocations no hub gets.")
+    ] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AllocationOut]:
+    """The allocations in force for a day, optionally of one hub, user or component."""
+    if not principal.reads_everything:
+        if unattributed or (community_id is not None and community_id != principal.community_id):
+            return []
+        community_id = principal.community_id
+    views = service.find_allocations(
+        session=session,
+        day=day,
+        hub_id=hub_id,
+        user_id=user_id,
+        component=component.value if component else None,
+        community_id=community_id,
+        unattributed=unattributed,
+        limit=limit,
+    )
+    return [
+        AllocationOut(
+            id=v.id,
+            run_id=v.run_id,
+            day=v.day,
+            cluster=v.cluster,
+            community_id=v.community_id,
+            hub_id=v.hub_id,
+            hub=v.hub,
+            user_id=v.user_id,
+            user=v.user,
+            component=v.component,
+            rule=v.rule,
+            amount=v.amount,
+            currency=v.currency,
+            estimated=v.estimated,
+        )
+        for v in views
+    ]
+
+
+@router.get(
+    "/allocations/{allocation_id}/explanation",
+    summary="Why an allocation is what it is",
+    response_model=AllocationExplanation,
+    responses={404: {"description": "no such allocation (or not yours)"}},
+)
+def explain_allocation(
+    allocation_id: int,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    lines: Annotated[
+        int, Query(ge=0, le=10_000, description="How many of its cost lines to list.")
+    ] = 20,
+) -> AllocationExplanation:
+    """The cost lines the allocation came from, the rule, and the usage shares that made it,
+    charge period by charge period, recomputed with the policy of its run."""
+    view = service.get_allocation(session=session, allocation_id=allocation_id)
+    if view is None:
+        raise Problem(404, "Not found", "no such allocation")
+    ensure_community_access(principal, view.community_id, "allocation")
+    explanation = service.explain_allocation(
+        session=session, allocation_id=allocation_id, line_limit=lines
+    )
+    if explanation is None:  # pragma: no cover - it existed a moment ago, in this transaction
+        raise Problem(404, "Not found", "no such allocation")
+    return explanation
+
+
+@router.get(
+    "/attribution/runs",
+    summary="Attribution runs, newest first (finance)",
+    response_model=list[RunOut],
+)
+def list_runs(
+    session: SessionDep,
+    principal: FinancePrincipal,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[RunOut]:
+    """Every run is kept: invoices name the run they used, and re-runs say what they changed."""
+    return service.run_summaries(session=session, limit=limit)
+
+
+@router.get(
+    "/attribution/runs/{run_id}",
+    summary="One attribution run: totals and what it changed (finance)",
+    response_model=RunDetail,
+    responses={404: {"description": "no such run"}},
+)
+def get_run(run_id: int, session: SessionDep, principal: FinancePrincipal) -> RunDetail:
+    """Totals per community and unattributed reason, and the differences per hub, community
+    and reason against the runs it replaced."""
+    detail = service.run_detail(session=session, run_id=run_id)
+    if detail is None:
+        raise Problem(404, "Not found", "no such attribution run")
+    return detail

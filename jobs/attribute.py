@@ -1,0 +1,114 @@
+"""Scheduled attribution: divide the trailing window's bill (or a month's) among hubs and users.
+
+Late cloud data keeps arriving for days, so each run attributes the trailing window
+(`ingestion.trailing_days`, default 5 days, through today), and, while the previous month's
+invoice is still open (the first `INVOICE_MONTH_CLOSE_DAYS` days of a month), that whole month
+too. Days whose cost lines, usage and policy have not changed since the run in force keep it:
+a run that finds nothing new writes nothing, so the job can run every hour. One job run, one
+transaction: killed, it changes nothing.
+
+    python -m jobs.attribute                 # the trailing window
+    python -m jobs.attribute --month 2026-10 # a calendar month
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from app.attribution import service
+from app.attribution.rules import Period
+from app.clock import utcnow
+from app.config import get_settings
+from app.runtime import Runtime
+from jobs.runner import run_job
+
+log = logging.getLogger(__name__)
+JOB_NAME = "attribute"
+# GCP closes an invoice month early in the next month; until then its late rows and credits
+# still change it (the cost ingestion job re-pulls it for as long).
+INVOICE_MONTH_CLOSE_DAYS = 5
+
+
+def trailing_period(today: date, trailing_days: int) -> Period:
+    """The days a scheduled run attributes on `today`: the trailing days through today,
+    widened to the start of the previous month while that month is still open."""
+    start = today - timedelta(days=trailing_days)
+    month_start = today.replace(day=1)
+    if today < month_start + timedelta(days=INVOICE_MONTH_CLOSE_DAYS):
+        start = min(start, (month_start - timedelta(days=1)).replace(day=1))
+    return Period(start, today + timedelta(days=1))
+
+
+def month_period(month: str) -> Period:
+    """A calendar month given as YYYY-MM."""
+    try:
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise ValueError(f"expected a month like 2026-10, got {month!r}") from None
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return Period(first, following)
+
+
+def figures(report: service.RunReport) -> dict[str, Any]:
+    """What the job run records (and /metrics shows as hubmeter_job_last_figure)."""
+    return {
+        "amount_attributed": report.allocated_total,
+        "unattributed_amount": report.unattributed_total,
+        "estimated_amount": report.estimated_total,
+        "cost_total": report.cost_total,
+        "changed": int(report.changed),
+        "run_id": report.run_id or 0,
+        "allocations": report.allocation_rows,
+        "days_with_new_inputs": len(report.days_with_new_inputs),
+    }
+
+
+def attribute(
+    runtime: Runtime, *, period: Period | None = None, now: datetime | None = None
+) -> service.RunReport:
+    """Attribute `period` (default: the trailing window) as one recorded job run."""
+    now = now or utcnow()
+    if period is None:
+        period = trailing_period(now.date(), runtime.config.ingestion.trailing_days)
+    config = runtime.config
+    chosen = period
+    return run_job(
+        runtime,
+        JOB_NAME,
+        lambda session: service.attribute_period(
+            session=session,
+            config=config,
+            period=chosen,
+            now=now,
+            created_by=f"job:{JOB_NAME}",
+        ),
+        window=(period.start_datetime, period.end_datetime),
+        figures=figures,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Attribute the trailing window, or a month.")
+    parser.add_argument("--month", help="a calendar month, YYYY-MM, instead of the window")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    runtime = Runtime(settings=get_settings())
+    try:
+        period = month_period(args.month) if args.month else None
+        report = attribute(runtime, period=period)
+    except ValueError as exc:
+        log.error("attribution failed: %s", exc)
+        return 2
+    except Exception as exc:
+        log.error("attribution failed: %s", exc)
+        return 1
+    log.info("attribution: %s", figures(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
