@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.costapi.cache import CostCache
 from app.logs import request_id_var
+from app.problems import problem_response
 from app.scheduling.models import JobRun, JobStatus
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class JobCollector(Collector):
                         select(JobRun.job_name, func.max(JobRun.finished_at))
                         .where(JobRun.status == status)
                         .group_by(JobRun.job_name)
-                    ).tuples()
+                    ).all()
                     for job_name, finished_at in rows:
                         if finished_at is not None:
                             family.add_metric([job_name], finished_at.timestamp())
@@ -103,33 +105,112 @@ def _latest_success_details(session: Session) -> Iterator[tuple[str, dict[str, o
     rows = session.execute(
         select(JobRun.job_name, JobRun.detail).join(latest, JobRun.id == latest.c.id)
     )
-    for job_name, detail in rows.tuples():
+    for job_name, detail in rows.all():
         yield job_name, detail or {}
 
 
-def request_middleware(
-    latency: Histogram,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """Times every request and tags it with a request id (echoed as X-Request-ID)."""
+class CostCacheCollector(Collector):
+    """Hits and misses of the cost API's result cache: a low hit ratio means answers are
+    computed from the allocations each time (see docs/api.md)."""
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        token = request_id_var.set(request_id[:64])
+    def __init__(self, cache: CostCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "hubmeter_cost_cache_lookups",
+            "Cost API answers looked up in the result cache, by outcome.",
+            labels=["outcome"],
+        )
+        lookups.add_metric(["hit"], self.cache.hits)
+        lookups.add_metric(["miss"], self.cache.misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            "hubmeter_cost_cache_rows",
+            "Rows of cost answers held in the result cache.",
+            value=self.cache.rows_held,
+        )
+
+
+# Probes and scrapes arrive every few seconds; their access lines would drown everything else.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+access_log = logging.getLogger("hubmeter.access")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/v1/hubs/{hub_id}/costs`), never the raw path, so
+    the latency histogram has one series per route instead of one per id; `unmatched` for
+    paths no route serves."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestMiddleware:
+    """Times every request by route template, tags it with a request id (echoed as
+    X-Request-ID, set for the logs while it runs) and writes one access log line.
+
+    A plain ASGI middleware: it adds no task or copy of the body per request, and an
+    unexpected error is answered here, inside the request's context, so the 500 problem
+    document and the error's log line carry the same request id.
+    """
+
+    def __init__(self, app: ASGIApp, latency: Histogram) -> None:
+        self.app = app
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = (given if _is_printable(given) else "")[:64] or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Request-ID"] = request_id[:64]
-            return response
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if response_started:
+                raise
+            response = problem_response(
+                500,
+                "Internal error",
+                "hubmeter could not answer this request; the error is in the service log "
+                "under this request id",
+            )
+            await response(scope, receive, send_with_id)
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            latency.labels(template, request.method, str(status)).observe(
-                time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            template = route_template(scope)
+            self.latency.labels(template, scope["method"], str(status)).observe(elapsed)
+            access_log.log(
+                logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO,
+                "%s %s %s %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": scope["method"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
             )
             request_id_var.reset(token)
 
-    return middleware
+
+def _is_printable(text: str) -> bool:
+    return text.isascii() and text.isprintable()

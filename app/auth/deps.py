@@ -4,6 +4,11 @@ A community viewer reads its own community and nothing else; finance reads every
 admin can do what finance can and manage tokens and runs. Routes load tenant-owned objects
 through `ensure_community_access`, which answers 404 (not 403) for another community's objects
 so that ids, names and counts never leak.
+
+Callers authenticate with a bearer token. A deployment behind an authenticating proxy may also
+set `HUBMETER_TRUSTED_IDENTITY_HEADER`: a request without a bearer token is then the identity the
+proxy names in that header, with the role and community of that identity's grant
+(`hubmeter tokens create --identity ...`). A bearer token, when sent, always decides.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.auth import service as token_service
 from app.auth.models import Role
 from app.clock import utcnow
+from app.config import Settings
 from app.deps import SessionDep
 from app.problems import Problem
 
@@ -28,6 +34,8 @@ class Principal:
     subject: str
     role: Role
     community_id: str | None
+    # The token (or identity grant) the caller authenticated with.
+    token_id: int | None = None
 
     @property
     def reads_everything(self) -> bool:
@@ -49,27 +57,56 @@ def get_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The caller, from the bearer token."""
-    if credentials is None:
-        raise _unauthorized("send an API token as `Authorization: Bearer <token>`")
+    """The caller, from the bearer token or, where configured, the proxy's identity header."""
+    # Read from the app, not through another dependency: each plain dependency costs a hop
+    # to a worker thread on every request.
+    settings: Settings = request.app.state.settings
     now = utcnow()
-    row = token_service.verify_token(session=session, token=credentials.credentials, now=now)
-    if row is None:
-        raise _unauthorized("the token is unknown, revoked or expired")
-    row.last_used_at = now
-    return Principal(subject=f"token:{row.id}", role=Role(row.role), community_id=row.community_id)
+    if credentials is not None:
+        row = token_service.verify_token(session=session, token=credentials.credentials, now=now)
+        if row is None:
+            raise _unauthorized("the token is unknown, revoked or expired")
+        token_service.record_use(row=row, now=now)
+        return Principal(
+            subject=f"token:{row.id}",
+            role=Role(row.role),
+            community_id=row.community_id,
+            token_id=row.id,
+        )
+    header = settings.trusted_identity_header
+    identity = request.headers.get(header, "").strip() if header else ""
+    if not identity:
+        how = " or sign in through the proxy" if header else ""
+        raise _unauthorized(f"send an API token as `Authorization: Bearer <token>`{how}")
+    grant = token_service.verify_identity(session=session, identity=identity, now=now)
+    if grant is None:
+        # The proxy has authenticated the caller; what is missing is a grant, so 403, and
+        # the caller's own identity is all the message repeats.
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{identity[:320]!r} has no live hubmeter access; an admin can grant it with "
+            "`hubmeter tokens create --identity ... --role ...`",
+        )
+    token_service.record_use(row=grant, now=now)
+    return Principal(
+        subject=f"identity:{grant.identity}",
+        role=Role(grant.role),
+        community_id=grant.community_id,
+        token_id=grant.id,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_finance(principal: CurrentPrincipal) -> Principal:
+async def require_finance(principal: CurrentPrincipal) -> Principal:
     if not principal.reads_everything:
         raise Problem(403, "Forbidden", "this needs a finance or admin token")
     return principal
 
 
-def require_admin(principal: CurrentPrincipal) -> Principal:
+async def require_admin(principal: CurrentPrincipal) -> Principal:
     if principal.role != Role.admin:
         raise Problem(403, "Forbidden", "this needs an admin token")
     return principal

@@ -1,0 +1,561 @@
+"""Queries behind the cost API: costs from the allocations in force, usage from usage hours.
+
+The allocations in force for a day are those of the run `attribution_day` names for it; every
+cost query joins through that table, so the older runs kept for comparison are never counted.
+Amounts are summed exactly with `money_sum`; anything ordered by amount is ordered in Python,
+because SQLite stores amounts as text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Generic, TypeVar, TypeVarTuple
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from app.attribution.models import Allocation, AttributionDay
+from app.costapi.forecast import MonthForecast, forecast_month
+from app.costapi.periods import DateRange, Interval, clip_period, next_month
+from app.costapi.sql import month_of, utc_day_of
+from app.db import money_sum
+from app.hubs.models import Community, Hub, HubUser
+from app.money import ZERO
+from app.usage.models import UsageHour
+
+T = TypeVar("T")
+Columns = TypeVarTuple("Columns")
+
+
+class Dimension(StrEnum):
+    """What cost rows can be grouped by, besides the period."""
+
+    community = "community"
+    hub = "hub"
+    user = "user"
+    component = "component"
+
+
+_DIMENSION_COLUMNS: dict[Dimension, Any] = {
+    Dimension.community: Allocation.community_id,
+    Dimension.hub: Allocation.hub_id,
+    Dimension.user: Allocation.user_id,
+    Dimension.component: Allocation.component,
+}
+
+
+@dataclass(frozen=True)
+class CostScope:
+    """Which allocations a query reads. A user scope names the hub too (ids are per hub)."""
+
+    community_id: str | None = None
+    hub_id: int | None = None
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CostRow:
+    period_start: date
+    period_end: date
+    currency: str
+    amount: Decimal
+    estimated: bool
+    community_id: str | None = None
+    hub_id: int | None = None
+    user_id: int | None = None
+    component: str | None = None
+
+
+@dataclass
+class CostPage:
+    rows: list[CostRow]
+    total_rows: int
+    # Over the whole range, not just this page; one entry per currency.
+    totals: dict[str, Decimal]
+
+
+def _in_force(query: Select[*Columns], period: DateRange) -> Select[*Columns]:
+    """Restrict to the allocations of the run in force for each day of the range."""
+    return query.join(
+        AttributionDay,
+        and_(AttributionDay.run_id == Allocation.run_id, AttributionDay.day == Allocation.day),
+    ).where(
+        AttributionDay.day >= period.start,
+        AttributionDay.day < period.end,
+        Allocation.day >= period.start,
+        Allocation.day < period.end,
+    )
+
+
+def _scope_filters(scope: CostScope) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if scope.community_id is not None:
+        filters.append(Allocation.community_id == scope.community_id)
+    if scope.hub_id is not None:
+        filters.append(Allocation.hub_id == scope.hub_id)
+    if scope.user_id is not None:
+        filters.append(Allocation.user_id == scope.user_id)
+    return filters
+
+
+def _period_column(interval: Interval) -> Any:
+    if interval == Interval.day:
+        return Allocation.day
+    if interval == Interval.month:
+        return month_of(Allocation.day)
+    return None
+
+
+def _single_period(period: DateRange, interval: Interval) -> bool:
+    if interval == Interval.total:
+        return True
+    if interval == Interval.month:
+        return next_month(period.start) >= period.end
+    return period.days == 1
+
+
+def _nulls_first(column: Any) -> Any:
+    # PostgreSQL sorts NULL last and SQLite first; say which, so pages are the same on both.
+    return case((column.is_(None), 0), else_=1)
+
+
+def costs(
+    *,
+    session: Session,
+    scope: CostScope,
+    period: DateRange,
+    interval: Interval,
+    dimensions: Sequence[Dimension] = (),
+    limit: int | None = None,
+    offset: int = 0,
+) -> CostPage:
+    """Costs over `period` by period and `dimensions`, one row per group and currency, in a
+    stable order (period, then each dimension with the not-tied-to-any rows first)."""
+    # A range inside one period needs no period grouping: the label is the range itself.
+    period_column = None if _single_period(period, interval) else _period_column(interval)
+    group: list[Any] = [] if period_column is None else [period_column]
+    order: list[Any] = list(group)
+    for dimension in dimensions:
+        column = _DIMENSION_COLUMNS[dimension]
+        group.append(column)
+        order.extend([_nulls_first(column), column])
+    group.append(Allocation.currency)
+    order.append(Allocation.currency)
+    query = select(
+        *group,
+        money_sum(Allocation.amount),
+        func.max(case((Allocation.estimated, 1), else_=0)),
+        func.count().over(),
+    ).select_from(Allocation)
+    query = _in_force(query, period).where(*_scope_filters(scope))
+    query = query.group_by(*group).order_by(*order).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    keyed = [d.value for d in dimensions]
+    rows: list[CostRow] = []
+    total_rows = 0
+    for record in session.execute(query).all():
+        # Positional: period?, each dimension, currency, amount, estimated, groups.
+        values = list(record)
+        total_rows = int(values[-1])
+        first = values.pop(0) if period_column is not None else period.start
+        period_start, period_end = clip_period(first, interval, period)
+        ids = dict(zip(keyed, values, strict=False))
+        rows.append(
+            CostRow(
+                period_start=period_start,
+                period_end=period_end,
+                currency=values[len(keyed)],
+                amount=values[len(keyed) + 1],
+                estimated=bool(values[len(keyed) + 2]),
+                community_id=ids.get("community"),
+                hub_id=ids.get("hub"),
+                user_id=ids.get("user"),
+                component=ids.get("component"),
+            )
+        )
+    complete = offset == 0 and (limit is None or len(rows) < limit)
+    if complete:
+        totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for row in rows:
+            totals[row.currency] += row.amount
+        return CostPage(rows=rows, total_rows=len(rows), totals=dict(totals))
+    totals = cost_totals(session=session, scope=scope, period=period)
+    if not rows:
+        total_rows = count_cost_groups(
+            session=session, scope=scope, period=period, interval=interval, dimensions=dimensions
+        )
+    return CostPage(rows=rows, total_rows=total_rows, totals=totals)
+
+
+def cost_totals(*, session: Session, scope: CostScope, period: DateRange) -> dict[str, Decimal]:
+    """The total over the range, per currency."""
+    query = select(Allocation.currency, money_sum(Allocation.amount)).select_from(Allocation)
+    query = _in_force(query, period).where(*_scope_filters(scope)).group_by(Allocation.currency)
+    return dict(session.execute(query).all())
+
+
+def count_cost_groups(
+    *,
+    session: Session,
+    scope: CostScope,
+    period: DateRange,
+    interval: Interval,
+    dimensions: Sequence[Dimension],
+) -> int:
+    """How many rows `costs` has for these groups, over all pages."""
+    period_column = _period_column(interval)
+    group = [] if period_column is None else [period_column]
+    group += [_DIMENSION_COLUMNS[d] for d in dimensions] + [Allocation.currency]
+    inner = _in_force(select(*group).select_from(Allocation), period)
+    inner = inner.where(*_scope_filters(scope)).group_by(*group)
+    return int(session.scalar(select(func.count()).select_from(inner.subquery())) or 0)
+
+
+# --- top users ------------------------------------------------------------------------------
+
+
+@dataclass
+class UserCost:
+    user_id: int
+    currency: str
+    amount: Decimal
+    components: dict[str, Decimal]
+    estimated: bool
+
+
+@dataclass
+class TopUsers:
+    users: list[UserCost]
+    total_users: int
+    hub_totals: dict[str, Decimal]  # the whole hub, hub-level (shared) costs included
+
+
+def top_users(
+    *, session: Session, hub_id: int, period: DateRange, limit: int, offset: int = 0
+) -> TopUsers:
+    """The hub's users by cost over the range, most expensive first (ties by user id)."""
+    query = select(
+        Allocation.user_id,
+        Allocation.component,
+        Allocation.currency,
+        money_sum(Allocation.amount),
+        func.max(case((Allocation.estimated, 1), else_=0)),
+    ).select_from(Allocation)
+    query = _in_force(query, period).where(Allocation.hub_id == hub_id)
+    query = query.group_by(Allocation.user_id, Allocation.component, Allocation.currency)
+    by_user: dict[tuple[int, str], UserCost] = {}
+    hub_totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for user_id, component, currency, amount, estimated in session.execute(query).all():
+        hub_totals[currency] += amount
+        if user_id is None:
+            continue
+        entry = by_user.setdefault(
+            (user_id, currency), UserCost(user_id, currency, ZERO, {}, False)
+        )
+        entry.amount += amount
+        entry.components[component] = entry.components.get(component, ZERO) + amount
+        entry.estimated = entry.estimated or bool(estimated)
+    ranked = sorted(by_user.values(), key=lambda u: (-u.amount, u.user_id, u.currency))
+    return TopUsers(
+        users=ranked[offset : offset + limit],
+        total_users=len(ranked),
+        hub_totals=dict(hub_totals),
+    )
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+USAGE_FIELDS = (
+    "server_seconds",
+    "memory_request_byte_seconds",
+    "cpu_request_core_seconds",
+    "memory_usage_byte_seconds",
+    "cpu_usage_core_seconds",
+    "gpu_request_seconds",
+    "home_storage_byte_seconds",
+)
+
+
+@dataclass(frozen=True)
+class UsageSums:
+    """Usage in exact base units, summed."""
+
+    server_seconds: Decimal = ZERO
+    memory_request_byte_seconds: Decimal = ZERO
+    cpu_request_core_seconds: Decimal = ZERO
+    memory_usage_byte_seconds: Decimal = ZERO
+    cpu_usage_core_seconds: Decimal = ZERO
+    gpu_request_seconds: Decimal = ZERO
+    home_storage_byte_seconds: Decimal = ZERO
+
+
+# (period start, hub id or None, user id or None)
+UsageKey = tuple[date, int | None, int | None]
+
+
+def usage(
+    *,
+    session: Session,
+    scope: CostScope,
+    period: DateRange,
+    interval: Interval,
+    dimensions: Sequence[Dimension] = (),
+    user_ids: Iterable[int] | None = None,
+) -> dict[UsageKey, UsageSums]:
+    """Usage over the range by period (start) and, where asked, hub and user.
+
+    Only usage attributed to a hub is read: namespaces no hub names are nobody's to show.
+    `user_ids` narrows a user-scoped read to those users (the page of a report).
+    """
+    if interval == Interval.day:
+        period_column: Any = utc_day_of(UsageHour.hour)
+    elif interval == Interval.month:
+        period_column = month_of(utc_day_of(UsageHour.hour))
+    else:
+        period_column = None
+    by_hub = Dimension.hub in dimensions
+    by_user = Dimension.user in dimensions
+    columns: list[Any] = []
+    if period_column is not None:
+        columns.append(period_column)
+    if by_hub:
+        columns.append(UsageHour.hub_id)
+    if by_user:
+        columns.append(UsageHour.user_id)
+    sums = [money_sum(getattr(UsageHour, name)) for name in USAGE_FIELDS]
+    query = select(*columns, *sums).select_from(UsageHour)
+    query = query.where(
+        UsageHour.hour >= datetime.combine(period.start, time(), UTC),
+        UsageHour.hour < datetime.combine(period.end, time(), UTC),
+        UsageHour.hub_id.is_not(None),
+    )
+    if scope.community_id is not None:
+        query = query.join(Hub, Hub.id == UsageHour.hub_id).where(
+            Hub.community_id == scope.community_id
+        )
+    if scope.hub_id is not None:
+        query = query.where(UsageHour.hub_id == scope.hub_id)
+    if scope.user_id is not None:
+        query = query.where(UsageHour.user_id == scope.user_id)
+    if user_ids is not None:
+        query = query.where(UsageHour.user_id.in_(list(user_ids)))
+    if columns:
+        query = query.group_by(*columns)
+    result: dict[UsageKey, UsageSums] = {}
+    for record in session.execute(query).all():
+        values = list(record)
+        start = values.pop(0) if period_column is not None else period.start
+        hub_id = values.pop(0) if by_hub else None
+        user_id = values.pop(0) if by_user else None
+        if all(v is None for v in values):
+            continue
+        result[(start, hub_id, user_id)] = UsageSums(*[ZERO if v is None else v for v in values])
+    return result
+
+
+# --- month to date --------------------------------------------------------------------------
+
+
+@dataclass
+class HubMonth:
+    hub_id: int
+    forecast: MonthForecast
+    # Amounts in currencies other than the community's: never added to it, never dropped.
+    other_currencies: dict[str, Decimal] = field(default_factory=dict)
+
+
+def attributed_days(*, session: Session, period: DateRange) -> list[date]:
+    """The days of the range that have allocations in force."""
+    return list(
+        session.scalars(
+            select(AttributionDay.day)
+            .where(AttributionDay.day >= period.start, AttributionDay.day < period.end)
+            .order_by(AttributionDay.day)
+        )
+    )
+
+
+def month_to_date(
+    *, session: Session, hubs: Sequence[Hub], month: date, today: date
+) -> list[HubMonth]:
+    """Month-to-date amount, forecast and budget state of each hub, in the order given.
+
+    The budget is in the community's currency, so only allocations in that currency count
+    towards it; any others are reported beside it.
+    """
+    if not hubs:
+        return []
+    window = DateRange(month, min(next_month(month), max(today, month)))
+    days = attributed_days(session=session, period=window) if window.days else []
+    daily: dict[tuple[int, str], dict[date, Decimal]] = defaultdict(dict)
+    estimated: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    if window.days:
+        query = select(
+            Allocation.hub_id,
+            Allocation.day,
+            Allocation.currency,
+            Allocation.estimated,
+            money_sum(Allocation.amount),
+        ).select_from(Allocation)
+        query = _in_force(query, window)
+        hub_ids = [hub.id for hub in hubs]
+        if len(hub_ids) <= 500:
+            query = query.where(Allocation.hub_id.in_(hub_ids))
+        else:
+            query = query.where(Allocation.hub_id.is_not(None))
+        query = query.group_by(
+            Allocation.hub_id, Allocation.day, Allocation.currency, Allocation.estimated
+        )
+        for hub_id, day, currency, is_estimate, amount in session.execute(query).all():
+            if hub_id is None:
+                continue  # not reachable: the query names hubs
+            per_day = daily[(hub_id, currency)]
+            per_day[day] = per_day.get(day, ZERO) + amount
+            if is_estimate:
+                estimated[(hub_id, currency)] += amount
+    currencies = dict(
+        session.execute(
+            select(Community.id, Community.currency).where(
+                Community.id.in_({hub.community_id for hub in hubs})
+            )
+        ).all()
+    )
+    result = []
+    for hub in hubs:
+        currency = currencies[hub.community_id]
+        others = {
+            other: sum(amounts.values(), ZERO)
+            for (hub_id, other), amounts in daily.items()
+            if hub_id == hub.id and other != currency
+        }
+        result.append(
+            HubMonth(
+                hub_id=hub.id,
+                forecast=forecast_month(
+                    month=month,
+                    today=today,
+                    currency=currency,
+                    daily=daily.get((hub.id, currency), {}),
+                    attributed_days=days,
+                    budget=hub.monthly_budget,
+                    estimated=estimated.get((hub.id, currency), ZERO),
+                ),
+                other_currencies=others,
+            )
+        )
+    return result
+
+
+# --- names for ids --------------------------------------------------------------------------
+
+
+def usernames(*, session: Session, user_ids: Iterable[int]) -> dict[int, str]:
+    """Usernames by user id."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    return dict(
+        session.execute(select(HubUser.id, HubUser.username).where(HubUser.id.in_(ids))).all()
+    )
+
+
+def hubs_by_id(*, session: Session, hub_ids: Iterable[int]) -> dict[int, Hub]:
+    """Hubs by id."""
+    ids = sorted(set(hub_ids))
+    if not ids:
+        return {}
+    return {hub.id: hub for hub in session.scalars(select(Hub).where(Hub.id.in_(ids)))}
+
+
+def community_names(*, session: Session, community_ids: Iterable[str]) -> dict[str, str]:
+    """Community names by id."""
+    ids = sorted(set(community_ids))
+    if not ids:
+        return {}
+    return dict(
+        session.execute(select(Community.id, Community.name).where(Community.id.in_(ids))).all()
+    )
+
+
+# --- the directory: communities, hubs and users a caller may list ---------------------------
+
+
+@dataclass
+class Listing(Generic[T]):
+    items: list[T]
+    total: int
+
+
+def list_communities(
+    *, session: Session, community_id: str | None, limit: int, offset: int
+) -> Listing[tuple[Community, int]]:
+    """Communities (all, or just `community_id`) by id, each with its number of hubs."""
+    hub_count = (
+        select(func.count())
+        .select_from(Hub)
+        .where(Hub.community_id == Community.id)
+        .correlate(Community)
+        .scalar_subquery()
+    )
+    query = select(Community, hub_count)
+    count = select(func.count()).select_from(Community)
+    if community_id is not None:
+        query = query.where(Community.id == community_id)
+        count = count.where(Community.id == community_id)
+    rows = session.execute(query.order_by(Community.id).limit(limit).offset(offset)).all()
+    return Listing(items=list(rows), total=int(session.scalar(count) or 0))
+
+
+def list_hubs(
+    *,
+    session: Session,
+    community_id: str | None,
+    cluster: str | None = None,
+    name: str | None = None,
+    active: bool | None = None,
+    limit: int,
+    offset: int,
+) -> Listing[tuple[Hub, str]]:
+    """Hubs by id, each with its community's currency; every filter optional."""
+    filters: list[ColumnElement[bool]] = []
+    if community_id is not None:
+        filters.append(Hub.community_id == community_id)
+    if cluster is not None:
+        filters.append(Hub.cluster_name == cluster)
+    if name is not None:
+        filters.append(Hub.name == name)
+    if active is not None:
+        filters.append(Hub.active.is_(active))
+    query = (
+        select(Hub, Community.currency)
+        .join(Community, Community.id == Hub.community_id)
+        .where(*filters)
+        .order_by(Hub.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    total = session.scalar(select(func.count()).select_from(Hub).where(*filters))
+    return Listing(items=list(session.execute(query).all()), total=int(total or 0))
+
+
+def list_users(
+    *, session: Session, hub_id: int, username: str | None, limit: int, offset: int
+) -> Listing[HubUser]:
+    """A hub's users by id, or the one with `username`."""
+    filters = [HubUser.hub_id == hub_id]
+    if username is not None:
+        filters.append(HubUser.username == username)
+    query = select(HubUser).where(*filters).order_by(HubUser.id).limit(limit).offset(offset)
+    total = session.scalar(select(func.count()).select_from(HubUser).where(*filters))
+    return Listing(items=list(session.scalars(query)), total=int(total or 0))
+
+
+def community_currency(*, session: Session, community_id: str) -> str:
+    """The currency a community is billed (and budgets) in."""
+    return session.get_one(Community, community_id).currency
