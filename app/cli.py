@@ -14,7 +14,7 @@ from app import migrate
 from app.config import ConfigError, Settings, get_settings, load_config
 from app.runtime import Runtime, runtime
 
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 cli = typer.Typer(
@@ -57,6 +57,7 @@ def _root(
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     ctx.obj = Runtime(settings=settings, config_path=config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @db_cli.command("upgrade")
@@ -156,15 +157,91 @@ def _register_domains() -> None:
     from app.costs import cli as costs_cli
     from app.invoices import cli as invoices_cli
     from app.reports import cli as reports_cli
+    from app.scheduling import cli as scheduling_cli
     from app.synthetic import cli as synthetic_cli
     from app.usage import cli as usage_cli
 
-    for domain in (usage_cli, costs_cli, attribution_cli, invoices_cli, reports_cli, auth_cli):
+    domains = (
+        usage_cli,
+        costs_cli,
+        attribution_cli,
+        invoices_cli,
+        reports_cli,
+        auth_cli,
+        scheduling_cli,
+    )
+    for domain in domains:
         domain.register(cli, ingest_cli)
     cli.add_typer(synthetic_cli.app)
 
 
 _register_domains()
+
+
+@cli.command()
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its data and SQLite database.")
+    ] = Path(".hubmeter-demo"),
+    month: Annotated[
+        str | None, typer.Option(help="Month to generate, YYYY-MM (default: last month).")
+    ] = None,
+    hubs: Annotated[int, typer.Option(min=1, max=200)] = 5,
+    users_per_hub: Annotated[int, typer.Option(min=1, max=500)] = 12,
+    seed: int = 0,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API when the jobs are done.")
+    ] = True,
+    port: Annotated[int | None, typer.Option(help="Port (default: $HUBMETER_PORT).")] = None,
+) -> None:
+    """Generate a month for a synthetic cluster, run every job on it, and serve the API."""
+    import datetime as dt
+
+    from app import demo as demo_module
+    from app.clock import utcnow
+
+    if month is None:
+        start = demo_module.previous_month(utcnow().date())
+    else:
+        try:
+            start = dt.date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise UsageError(f"--month: expected YYYY-MM, got {month!r}") from None
+    spec = demo_module.scenario_for(start, hubs=hubs, users_per_hub=users_per_hub, seed=seed)
+    result = demo_module.run_demo(
+        directory=directory,
+        spec=spec,
+        say=lambda line: console.print(line, highlight=False),
+        base_settings=runtime(ctx).settings,
+    )
+    settings = result.runtime.settings
+    base = f"http://{settings.host}:{port or settings.port}"
+    first_hub = result.runtime.config.hubs[0]
+    console.print("\nAPI tokens (shown once, valid 30 days):", highlight=False)
+    for who, token in result.tokens.items():
+        console.print(f"  {who:<24} {token}", highlight=False)
+    console.print(
+        "\nTry:\n"
+        f"  curl -H 'Authorization: Bearer {result.tokens[first_hub.community]}' \\\n"
+        f"    '{base}/api/v1/hubs?format=csv'\n"
+        f"  curl -H 'Authorization: Bearer {result.tokens[first_hub.community]}' \\\n"
+        f"    '{base}/api/v1/hubs/1/costs?start={result.period.start}&end={result.period.end}"
+        "&interval=month&by=user'\n"
+        f"  {base}/docs   (the API reference)   {base}/readyz   {base}/metrics",
+        highlight=False,
+    )
+    if not serve_after:
+        return
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    app = create_app(settings, engine=result.runtime.engine, config=result.runtime.config)
+    console.print(f"\nserving on {base} (Ctrl-C to stop)", highlight=False)
+    uvicorn.run(app, host=settings.host, port=port or settings.port, log_config=None)
 
 
 def main() -> None:

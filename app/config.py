@@ -43,9 +43,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8000
-    # A deployment behind an authenticating proxy may trust a header naming the caller's token
-    # subject. Off unless set, because any client could send it if the proxy is not in front.
+    # A header in which an authenticating proxy names the caller (an e-mail or login); the
+    # identity gets the role of its grant (`hubmeter tokens create --identity`). Off unless set:
+    # only enable it when the proxy strips this header from clients.
     trusted_identity_header: str | None = None
+    # Rows of computed cost answers each process keeps (0 turns the cache off).
+    cost_cache_rows: int = Field(default=200_000, ge=0)
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str | None = None
@@ -137,12 +140,25 @@ class PrometheusSource(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
 
 
+class EstimateSkus(_Strict):
+    """Which price-book SKUs price a cluster's metered requests for hours not billed yet
+    (SKU ids or descriptions as in `hubmeter costs prices show`)."""
+
+    cpu: str | None = None
+    memory: str | None = None
+    home_storage: str | None = None
+
+    def chosen(self) -> dict[str, str]:
+        return {name: sku for name, sku in self.model_dump().items() if sku}
+
+
 class CostMatch(_Strict):
     """Which cost lines belong to a cluster (or to a dedicated hub)."""
 
     billing_accounts: list[str] = []
     projects: list[str] = Field(default=[], description="GCP project ids / FOCUS sub-accounts")
     labels: dict[str, str] = Field(default={}, description="label key -> value, all must match")
+    estimate_skus: EstimateSkus = EstimateSkus()
 
     def is_empty(self) -> bool:
         return not (self.billing_accounts or self.projects or self.labels)
@@ -225,9 +241,25 @@ class Attribution(_Strict):
     no_usage: NoUsagePolicy = NoUsagePolicy.unattributed
 
 
+BIGQUERY_TABLE = r"^[a-z][a-z0-9-]{4,29}\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_$-]{1,1024}$"
+
+
+class BigQueryExport(_Strict):
+    """A GCP billing export table the scheduled cost job re-pulls."""
+
+    table: Annotated[str, Field(pattern=BIGQUERY_TABLE)]
+    billing_project: str | None = Field(
+        default=None, description="project the queries run (and are billed) in"
+    )
+
+
 class Ingestion(_Strict):
     trailing_days: Annotated[int, Field(ge=0, le=62)] = 5
     query_chunk_hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    bigquery_exports: list[BigQueryExport] = []
+    price_book_services: list[str] = Field(
+        default=[], description="Cloud Billing Catalog services whose list prices to keep"
+    )
 
 
 class HubmeterConfig(_Strict):
@@ -369,6 +401,7 @@ _PATTERN_NAMES = {
     r"^[A-Za-z_][A-Za-z0-9_]*$": "an environment variable name",
     r"^[A-Z]{3}$": "a three-letter ISO 4217 currency code such as USD",
     r"^https?://": "an http:// or https:// URL",
+    BIGQUERY_TABLE: "a BigQuery table as PROJECT.DATASET.TABLE",
     r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "an e-mail address",
 }
 

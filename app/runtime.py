@@ -28,6 +28,12 @@ class Runtime:
     def session_factory(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    def close(self) -> None:
+        """Release the database connections this runtime opened (a command ends with this)."""
+        engine = self.__dict__.get("engine")
+        if engine is not None and self._engine is None:
+            engine.dispose()
+
     @cached_property
     def config(self) -> HubmeterConfig:
         path = self.config_path or self.settings.config
