@@ -27,9 +27,8 @@ from app.synthetic import ScenarioSpec, generate
 from app.usage.models import UsageHour
 
 NOW = datetime(2026, 10, 20, 12, tzinfo=UTC)
-SAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "focus-sample" / "focus_sample.csv"
-)
+# Bundled with its licence (CC BY 4.0) in tests/data/focus-sample/.
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "focus-sample" / "focus_sample.csv"
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +52,6 @@ def net_total(session: Session) -> Decimal:
 
 
 def test_importing_the_focus_sample_twice_leaves_one_copy(session: Session) -> None:
-    if not SAMPLE.exists():
-        pytest.skip(f"the FOCUS sample is not at {SAMPLE}")
     first = ingest.ingest_focus_files(session=session, paths=[SAMPLE], now=NOW)
     assert first.rows_written == 1000
     again = ingest.ingest_focus_files(session=session, paths=[SAMPLE], now=NOW)
