@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import inspect
 import json
 import sys
@@ -20,6 +19,7 @@ from rich.table import Table
 from app.attribution import service
 from app.attribution.rules import REASONS, Period, PolicyError, describe_rule
 from app.money import format_amount
+from app.tables import write_csv
 
 # Sentences are not wrapped at 80 columns when the output is piped (scripts grep it).
 console = Console(soft_wrap=True)
@@ -362,26 +362,15 @@ def _write_csv(rows: Iterator[service.ExportRow], output: Path | None) -> int:
 
 
 def _csv_rows(rows: Iterator[service.ExportRow], stream: IO[str]) -> int:
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    for row in rows:
-        writer.writerow(
-            (
-                row.day.isoformat(),
-                row.cluster or "",
-                row.community_id or "",
-                row.hub or "",
-                row.user or "",
-                row.component,
-                format_amount(row.amount),
-                row.currency,
-                "true" if row.estimated else "false",
-                row.run_id,
-            )
-        )
-        count += 1
-    return count
+    return write_csv(
+        stream,
+        EXPORT_COLUMNS,
+        (
+            (row.day, row.cluster, row.community_id, row.hub, row.user, row.component,
+             row.amount, row.currency, row.estimated, row.run_id)
+            for row in rows
+        ),
+    )  # fmt: skip
 
 
 def write_parquet(rows: Iterator[service.ExportRow], output: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import json
 import sys
@@ -18,6 +17,7 @@ from app.auth.models import ApiToken, Role
 from app.clock import utcnow
 from app.db import transaction
 from app.runtime import runtime
+from app.tables import write_csv
 
 console = Console()
 tokens_cli = typer.Typer(
@@ -168,10 +168,7 @@ def list_(
     columns = ["id", "name", "role", "community_id", "prefix", "identity", "status"]
     columns += ["created_at", "expires_at", "last_used_at"]
     if output == OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        for item in rows:
-            writer.writerow(["" if item[c] is None else item[c] for c in columns])
+        write_csv(sys.stdout, columns, ([item[c] for c in columns] for item in rows))
         return
     if not rows:
         console.print("no tokens" + ("" if all_ else " in use (--all lists every token)"))

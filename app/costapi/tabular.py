@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,14 +12,12 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.money import format_amount
+from app.tables import csv_cell
 
 CSV_MEDIA_TYPE = "text/csv"
 JSON_DEFAULT_LIMIT = 100
 # A spreadsheet download wants the whole table, so CSV pages are as large as allowed.
 MAX_LIMIT = 10_000
-# Cells that spreadsheets would run as formulas (CSV injection) are prefixed with a quote.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ResponseFormat(StrEnum):
@@ -96,21 +92,6 @@ def page_limit(limit: int | None, csv_wanted: bool) -> int:
     return MAX_LIMIT if csv_wanted else JSON_DEFAULT_LIMIT
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format_amount(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
 def csv_response(
     *,
     header: Sequence[str],
@@ -124,7 +105,7 @@ def csv_response(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow([csv_cell(value) for value in row])
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if total is not None:
         headers["X-Total-Count"] = str(total)

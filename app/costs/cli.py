@@ -15,7 +15,6 @@ hubmeter costs prices show [--search TEXT] [--format table|csv|json]
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from app.costs.records import Window, iso
+from app.tables import write_csv
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -370,13 +370,14 @@ def show(
         "estimated",
     ]
     if output is OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(header)
-        for t in totals:
-            writer.writerow(
-                [t.key, t.currency, format_amount(t.billed_cost), format_amount(t.credits),
-                 format_amount(t.net_cost), t.lines, str(t.estimated).lower()]
-            )  # fmt: skip
+        write_csv(
+            sys.stdout,
+            header,
+            (
+                [t.key, t.currency, t.billed_cost, t.credits, t.net_cost, t.lines, t.estimated]
+                for t in totals
+            ),
+        )
         return
     if output is OutputFormat.json:
         document = {
@@ -527,9 +528,7 @@ def prices_show(
         "base_unit_conversion_factor", "regions", "effective_at",
     ]  # fmt: skip
     if output is OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+        write_csv(sys.stdout, header, rows)
     elif output is OutputFormat.json:
         sys.stdout.write(json.dumps([dict(zip(header, r, strict=True)) for r in rows], indent=2))
         sys.stdout.write("\n")

@@ -8,7 +8,6 @@ hubmeter usage show [--hub NAME] [--cluster C] --start T --end T [--by total|day
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from app.config import ConfigError
 from app.errors import InputError
 from app.money import format_amount
 from app.runtime import runtime
+from app.tables import write_csv
 from app.usage.metering import Quantities
 from app.usage.service import (
     DISPLAY_UNITS,
@@ -320,10 +320,7 @@ def _print_records(
         return
     if output is OutputFormat.csv:
         names = list(records[0]) if records else _empty_columns()
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(names)
-        for record in records:
-            writer.writerow([_csv_value(record[name]) for name in names])
+        write_csv(sys.stdout, names, ([record[name] for name in names] for record in records))
         return
     if not records:
         console.print(f"{title}: no usage recorded")
@@ -374,14 +371,6 @@ def _cell(name: str, value: Any) -> str:
     if isinstance(value, Decimal):
         return format_amount(value)
     return escape(str(value))
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format_amount(value)
-    return str(value)
 
 
 def _json_value(value: Any) -> Any:
