@@ -129,7 +129,7 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: $HUBMETER_PORT).")] = None,
 ) -> None:
-    """Serve the API, the finance pages, /healthz, /readyz and /metrics."""
+    """Serve the API (reference at /docs), /healthz, /readyz and /metrics."""
     import uvicorn
 
     from app.logs import configure_logging
