@@ -21,6 +21,7 @@ from app.auth.models import Role
 from app.clock import utcnow
 from app.config import Settings
 from app.costs import ingest as cost_ingest
+from app.costs.records import Window
 from app.costs.service import ImportReport
 from app.db import transaction
 from app.hubs import service as hub_service
@@ -91,7 +92,10 @@ def run_demo(
         runtime,
         "ingest_costs",
         lambda session: cost_ingest.ingest_gcp_export_files(
-            session=session, paths=[manifest.billing_export_file], now=now
+            session=session,
+            paths=[manifest.billing_export_file],
+            now=now,
+            window=Window(manifest.period_start, manifest.period_end),
         ),
         figures=ImportReport.figures,
     )

@@ -5,8 +5,10 @@ The GCP export is append-only: late usage and credits arrive for days as new row
 re-pulls the trailing window (`ingestion.trailing_days`, default 5 days, up to the current hour),
 and, while the previous month's invoice is still open (the first `INVOICE_MONTH_CLOSE_DAYS`
 days of a month), the whole previous month too. The re-pull replaces what earlier pulls
-imported for the window, so late rows are counted once. A run is one job run and one
-transaction: killed, it changes nothing; run twice, it replaces itself.
+imported for the window, so late rows are counted once. A run is one job run (named
+`ingest_costs:<table>`, `estimate_costs:<cluster>`, `refresh_price_book`) and one transaction:
+killed, it changes nothing; run twice, it replaces itself. Everything that can fail, the Google
+clients included, runs inside the job run, so every failure is recorded with its reason.
 
     python -m jobs.ingest_costs --table PROJECT.DATASET.TABLE
 """
@@ -14,6 +16,7 @@ transaction: killed, it changes nothing; run twice, it replaces itself.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from datetime import datetime, timedelta
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 JOB_NAME = "ingest_costs"
 ESTIMATE_JOB_NAME = "estimate_costs"
 PRICE_BOOK_JOB_NAME = "refresh_price_book"
+JOB_NAME_MAX_LENGTH = 100  # JobRun.job_name is a String(100)
 # GCP closes an invoice month early in the next month; until then its credits and late rows
 # still change it.
 INVOICE_MONTH_CLOSE_DAYS = 5
@@ -53,6 +57,18 @@ def trailing_window(now: datetime, trailing_days: int) -> Window:
     return Window(start, end)
 
 
+def export_job_name(table: str) -> str:
+    """`ingest_costs:<table>`: one job name per export, as per cluster for estimates, so a
+    failing export stays visible on /metrics instead of hiding behind another export's later
+    success. Shortened, with a hash of the table to keep it unique, to fit the job run's name
+    (a dataset or table name may be far longer)."""
+    name = f"{JOB_NAME}:{table}"
+    if len(name) <= JOB_NAME_MAX_LENGTH:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:12]
+    return f"{name[: JOB_NAME_MAX_LENGTH - len(digest) - 1]}~{digest}"
+
+
 def ingest_gcp_bigquery(
     runtime: Runtime,
     *,
@@ -64,12 +80,14 @@ def ingest_gcp_bigquery(
     """Re-pull the export table's trailing window (or `window`) in one job run."""
     now = now or utcnow()
     window = window or trailing_window(now, runtime.config.ingestion.trailing_days)
-    client = bigquery_source.make_client(
-        project=billing_project or bigquery_source.table_project(table),
-        api_endpoint=runtime.settings.bigquery_api_endpoint,
-    )
 
     def work(session: Session) -> ImportReport:
+        # Inside the run, so a bad table name or missing credentials is recorded as the reason
+        # it failed (`hubmeter jobs runs`, /metrics), like any other failure.
+        client = bigquery_source.make_client(
+            project=billing_project or bigquery_source.table_project(table),
+            api_endpoint=runtime.settings.bigquery_api_endpoint,
+        )
         report = ingest.ingest_gcp_bigquery(
             session=session, client=client, table=table, window=window, now=now
         )
@@ -84,7 +102,7 @@ def ingest_gcp_bigquery(
 
     return run_job(
         runtime,
-        JOB_NAME,
+        export_job_name(table),
         work,
         window=(window.start, window.end),
         figures=ImportReport.figures,
@@ -102,9 +120,9 @@ def estimate_costs(
     """Estimate the cluster's trailing hours the bill has not reached, at list price."""
     now = now or utcnow()
     window = window or trailing_window(now, runtime.config.ingestion.trailing_days)
-    target = ingest.estimate_target(runtime.config, cluster)
 
     def work(session: Session) -> ImportReport:
+        target = ingest.estimate_target(runtime.config, cluster)  # an unknown cluster: recorded
         return ingest.ingest_estimates(
             session=session, target=target, window=window, skus=skus, now=now
         )
@@ -123,16 +141,19 @@ def refresh_price_book(
 ) -> int:
     """Fetch the services' list prices from the Cloud Billing Catalog; returns SKUs priced."""
     now = now or utcnow()
-    client = catalog.make_client(api_endpoint=runtime.settings.billing_catalog_api_endpoint)
-    found = catalog.find_services(client, services)
-    fetched = {
-        service_id: catalog.fetch_price_book(
-            client, service_id=service_id, service_name=name, currency=currency, now=now
-        )
-        for service_id, name in found.values()
-    }
 
     def work(session: Session) -> int:
+        # Fetched inside the run, so an unreachable catalog or an unknown service is recorded
+        # as the reason it failed; and before the session's first statement (a session opens
+        # its connection and transaction on first use), so no transaction waits on the catalog.
+        client = catalog.make_client(api_endpoint=runtime.settings.billing_catalog_api_endpoint)
+        found = catalog.find_services(client, services)
+        fetched = {
+            service_id: catalog.fetch_price_book(
+                client, service_id=service_id, service_name=name, currency=currency, now=now
+            )
+            for service_id, name in found.values()
+        }
         return sum(
             cost_service.replace_price_book(session=session, service_ids=[sid], entries=entries)
             for sid, entries in fetched.items()

@@ -61,23 +61,43 @@ def ingest_usage(runtime: Runtime) -> str:
 
 def ingest_costs(runtime: Runtime) -> str:
     """Re-pull every configured GCP export's trailing window, then estimate the hours the bill
-    has not reached for clusters with estimate SKUs."""
+    has not reached for clusters with estimate SKUs.
+
+    Each export and each cluster's estimate is its own job run: one that fails (an unreachable
+    table, a missing price) is recorded and the others still run; then the failures are raised
+    together."""
     from jobs import ingest_costs as job
 
     config = runtime.config
-    done = []
+    done: list[str] = []
+    failed: list[str] = []
     for export in config.ingestion.bigquery_exports:
-        report = job.ingest_gcp_bigquery(
-            runtime, table=export.table, billing_project=export.billing_project
-        )
+        try:
+            report = job.ingest_gcp_bigquery(
+                runtime, table=export.table, billing_project=export.billing_project
+            )
+        except Exception as exc:  # recorded in its job run; the other exports still run
+            failed.append(f"{export.table} ({exc})")
+            continue
         done.append(f"{export.table}: {report.rows_written} lines")
     for cluster in config.clusters:
         skus = cluster.costs.estimate_skus.chosen()
-        if skus:
+        if not skus:
+            continue
+        try:
             report = job.estimate_costs(
                 runtime, cluster=cluster.name, skus={Driver(k): v for k, v in skus.items()}
             )
-            done.append(f"estimates for {cluster.name}: {report.rows_written} lines")
+        except Exception as exc:  # recorded in its job run; the other clusters still run
+            failed.append(f"estimates for {cluster.name} ({exc})")
+            continue
+        done.append(f"estimates for {cluster.name}: {report.rows_written} lines")
+    if failed:
+        raise JobError(
+            "costs not ingested for "
+            + "; ".join(failed)
+            + (f" (done: {'; '.join(done)})" if done else "")
+        )
     return "; ".join(done) or "no BigQuery export or estimate SKUs configured"
 
 

@@ -1,7 +1,7 @@
 """The `hubmeter` commands of this domain, registered on the root command by app.cli.
 
 hubmeter ingest costs --source gcp-bigquery --table PROJECT.DATASET.TABLE --start T --end T
-hubmeter ingest costs --source gcp-export FILE... [--start T --end T]
+hubmeter ingest costs --source gcp-export FILE... --start T --end T
 hubmeter ingest costs --source focus FILE... [--start T --end T]
 hubmeter ingest costs --source estimate --cluster NAME --start T --end T
                       [--cpu-sku SKU] [--memory-sku SKU] [--storage-sku SKU]
@@ -46,6 +46,12 @@ prices_cli = typer.Typer(
 costs_cli.add_typer(prices_cli, name="prices")
 
 TIME_HELP = "UTC: a date (2026-10-01) or an ISO time (2026-10-01T06:00:00Z)"
+GCP_EXPORT_NEEDS_A_WINDOW = (
+    "--source gcp-export needs --start and --end: the usage start times the files were "
+    "extracted for. The import replaces every line of the billing account starting in that "
+    "window, so it cannot be guessed from the files: a partial extract (one _PARTITIONTIME "
+    "partition, with late rows of earlier days) would delete those days' other lines"
+)
 # Files this large get a progress bar.
 PROGRESS_MIN_BYTES = 20 * 1024 * 1024
 
@@ -145,7 +151,10 @@ def ingest_costs(
         str | None,
         typer.Option(help="gcp-bigquery: project the query runs in (default: the table's)."),
     ] = None,
-    start: Annotated[str | None, typer.Option(help=f"Window start, {TIME_HELP}.")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help=f"Window start, {TIME_HELP}; required except with --source focus."),
+    ] = None,
     end: Annotated[str | None, typer.Option(help=f"Window end (exclusive), {TIME_HELP}.")] = None,
     cluster: Annotated[str | None, typer.Option(help="estimate: the cluster.")] = None,
     cpu_sku: Annotated[
@@ -188,7 +197,9 @@ def ingest_costs(
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
             raise _usage_error(f"no such file: {', '.join(missing)}")
-        window = _window(start, end, required=False)
+        if source is InputKind.gcp_export and start is None and end is None:
+            raise _usage_error(GCP_EXPORT_NEEDS_A_WINDOW)
+        window = _window(start, end, required=source is InputKind.gcp_export)
     elif paths:
         raise _usage_error(f"--source {source.value} reads no files; drop {paths[0]}")
     else:
@@ -202,6 +213,7 @@ def ingest_costs(
                     quarantine=quarantine, progress=progress,
                 )  # fmt: skip
         elif source is InputKind.gcp_export:
+            assert window is not None
             with _progress(paths) as progress:
                 report = ingest.ingest_gcp_export_files(
                     session=session, paths=paths, now=now, window=window,

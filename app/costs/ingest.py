@@ -20,7 +20,7 @@ from app.costs.estimates import source_for as estimate_source
 from app.costs.files import FileRead, Progress, aggregate_gcp_export, read_focus
 from app.costs.gcp_export import ExportAggregator, records_from_groups
 from app.costs.problems import RowProblems
-from app.costs.records import Window, day_start, next_day_start
+from app.costs.records import Window
 from app.costs.service import ImportReport, Replace
 from app.errors import InputError, InputProblem
 
@@ -56,22 +56,21 @@ def ingest_gcp_export_files(
     session: Session,
     paths: list[Path],
     now: datetime,
-    window: Window | None = None,
+    window: Window,
     quarantine: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """The GCP export as files. Without a window, the window is the whole UTC days from the
-    first to the last usage start in the files."""
+    """The GCP export as files, extracted for `window` (usage start times): the import replaces
+    every line of the billing account whose usage starts in it.
+
+    The window is the caller's to give, never guessed from the files: a partial extract (one
+    `_PARTITIONTIME` partition, holding late rows of earlier days) spans days it holds only a
+    few rows of, and replacing those whole days would delete their other lines. Rows starting
+    outside the window are refused (or quarantined)."""
     problems = RowProblems(quarantine=quarantine)
     aggregator = ExportAggregator(window=window, problems=problems)
     reads: list[FileRead] = []
     aggregate_gcp_export(paths, aggregator=aggregator, reads=reads, progress=progress)
-    if window is None:
-        if aggregator.first_usage is None or aggregator.last_usage is None:
-            report = ImportReport(kind="gcp-export", problems=problems, files=reads)
-            report.rows_read = aggregator.rows
-            return report
-        window = Window(day_start(aggregator.first_usage), next_day_start(aggregator.last_usage))
     source = ", ".join(str(path) for path in paths)
     report = service.import_records(
         session=session,
@@ -170,6 +169,9 @@ def ingest_estimates(
 ) -> ImportReport:
     """Estimate the cluster's hours in `window` that the bill has not reached, from metered
     usage at list price; they replace the cluster's earlier estimates in the window."""
+    # Before reading anything: how far the bill has reached must include a real import of
+    # this cloud that is running now (it commits first, or waits for this one to).
+    service.lock_estimates(session=session, provider=target.provider)
     if not skus:
         raise InputError(
             InputProblem(

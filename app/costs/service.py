@@ -2,7 +2,10 @@
 
 An import is one transaction: it opens a batch per source and window, deletes what that batch
 replaces, writes its lines, retires the estimates the real bill now covers, and records what it
-did. Killed half-way, it leaves nothing behind; run twice, it replaces itself.
+did. Killed half-way, it leaves nothing behind; run twice, it replaces itself. Imports that
+could overlap take turns (see `lock_for`): one of the same source, of the same billing account
+from another kind of source, or an estimate of the same cloud, waits for the running one to
+commit and then sees what it wrote.
 
 What "the same source" and "the window" are, per kind of input:
 
@@ -111,6 +114,7 @@ def import_records(
     totals = report.totals
     day_of: dict[datetime, date] = {}
     by_period = replace is Replace.billing_period
+    real_providers: set[str] = set()
     try:
         with localcontext(SUM_CONTEXT):
             for record in records:
@@ -127,6 +131,9 @@ def import_records(
                 if summary is None:
                     writer.pause()
                     batch_window = _batch_window(record, replace, window)
+                    lock_for(session=session, record=record)
+                    if not record.estimated:
+                        real_providers.add(record.provider)
                     summary = _open_batch(
                         session=session,
                         record=record,
@@ -161,6 +168,10 @@ def import_records(
         {"file": str(f.path), "format": f.format, "rows": f.rows, "sha256": f.sha256}
         for f in report.files
     ]
+    for provider in sorted(real_providers):
+        # Retiring estimates below must see those of an estimate import running now; see
+        # `lock_estimates`.
+        lock_estimates(session=session, provider=provider)
     for summary in report.batches:
         batch = session.get_one(IngestionBatch, summary.batch_id)
         stats: dict[str, Any] = {
@@ -187,6 +198,37 @@ def import_records(
             )
     session.flush()
     return report
+
+
+def lock_for(*, session: Session, record: CostRecord) -> None:
+    """Wait for, then hold until commit, what an import of `record`'s source may not share.
+
+    The source's own lock: a second import of it replaces the first's lines instead of adding
+    to them. For real costs, also the billing account's: `_refuse_double_counting` must see
+    the same account's lines that another kind of source is importing right now.
+    """
+    ingestion_service.lock_source(session=session, kind=BatchKind.costs, source=record.source)
+    if not record.estimated and record.billing_account_id is not None:
+        ingestion_service.lock_source(
+            session=session,
+            kind=BatchKind.costs,
+            source=f"billing-account:{record.provider}:{record.billing_account_id}",
+        )
+
+
+def lock_estimates(*, session: Session, provider: str) -> None:
+    """The lock estimates of `provider`'s clusters and the real bill take turns on.
+
+    An estimate prices the hours the bill has not reached (`billed_through`), and a real import
+    retires the estimates its lines now cover. Side by side, the estimate would miss the bill
+    being imported and the import would miss the estimates being written: both would stay and
+    those hours would count twice. An estimate import takes this lock before it reads anything;
+    a real import takes it after writing its lines, before retiring estimates (last, so the two
+    orders cannot deadlock).
+    """
+    ingestion_service.lock_source(
+        session=session, kind=BatchKind.costs, source=f"estimates:{provider}"
+    )
 
 
 def _batch_window(record: CostRecord, replace: Replace, window: Window | None) -> Window:

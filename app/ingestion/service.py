@@ -1,19 +1,53 @@
 """Ingestion batches and watermarks: the bookkeeping every import shares.
 
-An import runs in one transaction: it creates its batch, marks the batches it replaces as
-superseded, writes its rows, and commits once. A killed import therefore leaves nothing behind,
-and a repeated one replaces, never adds.
+An import runs in one transaction: it takes its source's lock, creates its batch, marks the
+batches it replaces as superseded, writes its rows, and commits once. A killed import therefore
+leaves nothing behind, and a repeated one replaces, never adds.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
 from app.ingestion.models import BatchStatus, IngestionBatch, Watermark
+
+
+def lock_source(*, session: Session, kind: str, source: str) -> None:
+    """Make imports of one source take turns: hold its lock until this transaction ends.
+
+    Take it before the import reads anything. Without it, two imports of the same window run
+    side by side: on PostgreSQL (READ COMMITTED) each one's DELETE misses the other's new rows,
+    both sets stay, and neither batch is superseded. With it, the second waits for the first to
+    commit, and then replaces its rows.
+
+    PostgreSQL: a transaction-level advisory lock on a stable 64-bit hash of kind and source
+    (taking it again in the same transaction is harmless). SQLite has one writer at a time, and
+    a transaction that has read before it writes cannot wait for that writer (its snapshot is
+    stale, so SQLite refuses at once with "database is locked"); so on SQLite this takes the
+    database's write lock with a statement that writes nothing, waiting (busy_timeout) for a
+    running import to commit; everything read afterwards includes what it wrote.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(source_lock_key(kind, source))))
+    else:
+        session.execute(
+            update(IngestionBatch)
+            .where(false())
+            .values(id=IngestionBatch.id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def source_lock_key(kind: str, source: str) -> int:
+    """The advisory lock key of a source: the same in every process and release (Python's
+    `hash()` is salted per process), as a signed 64-bit integer, PostgreSQL's bigint."""
+    digest = hashlib.blake2b(f"{kind}\x00{source}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def start_batch(

@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 from app.config import Cluster, ConfigError, HubmeterConfig
 from app.db import money_sum
 from app.hubs import service as hub_service
-from app.hubs.models import Cluster as ClusterRow
 from app.hubs.models import Hub, HubUser
 from app.ingestion import service as ingestion_service
 from app.ingestion.models import BatchKind
@@ -306,13 +305,10 @@ def store_usage(
 ) -> IngestReport:
     """Meter `observations` and replace the cluster's usage rows in the window with them."""
     cluster = config.cluster(cluster_name)
-    hub_service.sync_from_config(session=session, config=config, now=now)
     # Two ingests of one cluster at once would each delete only the rows committed before they
-    # began and then both insert: take turns on the cluster's row (PostgreSQL; SQLite has one
-    # writer at a time anyway).
-    session.execute(
-        select(ClusterRow.name).where(ClusterRow.name == cluster.name).with_for_update()
-    )
+    # began and then both insert: take turns, before reading anything.
+    ingestion_service.lock_source(session=session, kind=KIND, source=cluster.name)
+    hub_service.sync_from_config(session=session, config=config, now=now)
     _refuse_to_erase_history(session, cluster.name, window_start, window_end, observations)
     hubs = hub_service.hubs_by_namespace(session=session, cluster_name=cluster.name)
     metered = meter(observations, scrape_interval_seconds=cluster.scrape_interval_seconds)

@@ -278,7 +278,9 @@ def test_the_scheduled_re_pull_runs_twice_and_counts_everything_once(
             "0.000001"
         )
         runs = session.scalars(select(JobRun).order_by(JobRun.id)).all()
-        assert [(r.job_name, r.status) for r in runs] == [("ingest_costs", "succeeded")] * 2
+        assert [(r.job_name, r.status) for r in runs] == [
+            (f"ingest_costs:{TABLE}", "succeeded")
+        ] * 2
         assert runs[0].detail["figures"]["rows_written"] == first.rows_written
         mark = session.get_one(Watermark, ("costs", f"bigquery:{TABLE}"))
         assert mark.through == datetime(2026, 10, 4, 1, tzinfo=UTC)

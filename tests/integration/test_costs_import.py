@@ -214,9 +214,55 @@ def test_a_gcp_re_extraction_picks_up_late_rows_and_counts_nothing_twice(
 
 
 def test_the_same_account_from_two_kinds_of_source_is_refused(session: Session, bill: Any) -> None:
-    ingest.ingest_gcp_export_files(session=session, paths=[bill.billing_export_file], now=NOW)
+    ingest.ingest_gcp_export_files(
+        session=session,
+        paths=[bill.billing_export_file],
+        now=NOW,
+        window=Window(bill.period_start, bill.period_end),
+    )
     with pytest.raises(InputError, match="would count them twice"):
         ingest.ingest_focus_files(session=session, paths=[bill.focus_file], now=NOW)
+
+
+def test_a_gcp_export_file_needs_its_window_and_a_partial_extract_deletes_nothing(
+    fresh_engine: Engine, bill: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import UsageError, cli
+
+    migrate.upgrade(fresh_engine)
+    # The command's engine is the fixture's, which the fixture disposes of.
+    monkeypatch.setattr("app.runtime.make_engine", lambda *_args, **_kw: fresh_engine)
+    runner = CliRunner()
+    command = [
+        "--database-url",
+        fresh_engine.url.render_as_string(hide_password=False),
+        "ingest",
+        "costs",
+        "--source",
+        "gcp-export",
+    ]
+    whole = runner.invoke(
+        cli,
+        [*command, str(bill.billing_export_file), "--start", "2026-10-01", "--end", "2026-10-04"],
+    )
+    assert whole.exit_code == 0, whole.output
+    # One _PARTITIONTIME partition extracted alone: the rows exported on 2026-10-05, late rows
+    # of all three days.
+    rows = [json.loads(line) for line in bill.billing_export_file.read_text().splitlines()]
+    partition = [r for r in rows if r["export_time"].startswith("2026-10-05")]
+    assert len({r["usage_start_time"][:10] for r in partition}) == 3
+    assert len(partition) < len(rows)
+    extract = _jsonl(tmp_path / "one-partition.jsonl", partition)
+
+    refused = runner.invoke(cli, [*command, str(extract)])
+    assert isinstance(refused.exception, UsageError), refused.output
+    message = str(refused.exception)
+    assert "--source gcp-export needs --start and --end" in message
+    assert "partial extract" in message
+    with transaction(make_sessionmaker(fresh_engine)) as session:
+        assert net_total(session) == bill.total_net_cost  # nothing was deleted
 
 
 def _price(

@@ -118,3 +118,43 @@ def test_production_refuses_sqlite_and_placeholder_secrets() -> None:
             stripe_api_key="changeme",  # type: ignore[arg-type]
         )
     assert Settings(environment="production", database_url="postgresql://db/hubmeter")
+
+
+@pytest.mark.parametrize(
+    ("table", "accepted"),
+    [
+        ("my-billing-project.billing_export.gcp_billing_export_v1_01ABCD_234567_89EF01", True),
+        ("example.com:my-project.billing.t_1", True),  # a domain-scoped project
+        ("my-project.Data_Set_9.T", True),
+        ("my-project.ds.t$20261001", False),  # a partition decorator is no table name
+        ("my-project.ds.my-export", False),  # the query takes letters, digits and '_'
+        ("my-project-.ds.t", False),  # a project id never ends with '-'
+        ("proj.ds.t", False),  # project ids have 6 to 30 characters
+        ("My-project.ds.t", False),
+        ("my-project.ds", False),
+        ("my-project.ds.t`; DROP TABLE x; --", False),
+    ],
+)
+def test_a_bigquery_export_table_is_checked_as_the_query_checks_it(
+    tmp_path: Path, table: str, accepted: bool
+) -> None:
+    from app.costs.gcp_export import validate_table
+
+    text = MINIMAL + f"ingestion:\n  bigquery_exports:\n    - table: '{table}'\n"
+    path = write(tmp_path, text)
+    at_run_time = True
+    try:
+        validate_table(table)
+    except ValueError:
+        at_run_time = False
+    assert at_run_time is accepted  # the table above says what the query accepts
+    if accepted:
+        assert load_config(path).ingestion.bigquery_exports[0].table == table
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (
+        f"{path}:15: ingestion.bigquery_exports[0].table: expected a BigQuery table as "
+        f"PROJECT.DATASET.TABLE" in str(info.value)
+    )
+    assert repr(table) in str(info.value)
