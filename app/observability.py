@@ -1,7 +1,9 @@
 """Prometheus metrics for the service: request latency, and job figures read from job runs.
 
 Job figures come from the `job_run` table at scrape time, so a job that ran in another process
-(a Kubernetes CronJob) shows up on the service's /metrics just the same.
+(a Kubernetes CronJob) shows up on the service's /metrics just the same. Their label is
+`job_name`, never `job`: Prometheus sets `job` itself on every scraped series (and would rename
+ours to `exported_job`).
 """
 
 from __future__ import annotations
@@ -51,18 +53,18 @@ class JobCollector(Collector):
         last_success = GaugeMetricFamily(
             "hubmeter_job_last_success_timestamp_seconds",
             "When each job last finished successfully (Unix time).",
-            labels=["job"],
+            labels=["job_name"],
         )
         last_failure = GaugeMetricFamily(
             "hubmeter_job_last_failure_timestamp_seconds",
             "When each job last failed (Unix time).",
-            labels=["job"],
+            labels=["job_name"],
         )
         figures = GaugeMetricFamily(
             "hubmeter_job_last_figure",
             "Figures reported by the latest successful run of each job "
             "(rows ingested, amount attributed, unattributed amount, ...).",
-            labels=["job", "figure"],
+            labels=["job_name", "figure"],
         )
         try:
             with self.session_factory() as session:

@@ -1,9 +1,10 @@
 """Ingest usage: each cluster's window of hours from its Prometheus (or an OpenMetrics file).
 
-Each cluster is its own job run and its own transaction, so one unreachable Prometheus neither
-blocks nor undoes the others. Run on a schedule with no window, each cluster continues from its
-watermark up to the last complete hour. `python -m jobs.ingest_usage` runs that and exits
-non-zero when any cluster failed.
+Each cluster is its own job run, named `ingest_usage:<cluster>`, and its own transaction, so one
+unreachable Prometheus neither blocks nor undoes the others (nor hides behind their successes on
+/metrics). Run on a schedule with no window, each cluster continues from its watermark up to the
+last complete hour. `python -m jobs.ingest_usage` runs that and exits non-zero when any cluster
+failed.
 """
 
 from __future__ import annotations
@@ -123,7 +124,13 @@ def _ingest_cluster(
         return report.figures() if report is not None else {"cluster": cluster_name, "rows": 0}
 
     try:
-        report = run_job(runtime, JOB_NAME, work, window=window or (None, None), figures=figures)
+        report = run_job(
+            runtime,
+            f"{JOB_NAME}:{cluster_name}",
+            work,
+            window=window or (None, None),
+            figures=figures,
+        )
     except Exception as exc:  # recorded in the job run; the other clusters still run
         return ClusterIngest(cluster_name, kind, window, error=exc)
     if report is not None:

@@ -2,7 +2,10 @@
 finance, the runs and what each changed.
 
 A community's token sees its own allocations only; another community's allocation, and any
-unattributed one (it belongs to no community), answers 404 exactly like a missing id.
+unattributed one (it belongs to no community), answers 404 exactly like a missing id. Its
+explanations are trimmed to what is its own (`for_viewer`): a shared allocation is split from
+the whole cluster's cost, and those cost lines also carry other namespaces' labels and the
+operator's projects.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.attribution import service
-from app.attribution.schemas import AllocationExplanation, AllocationOut, RunDetail, RunOut
+from app.attribution.schemas import (
+    AllocationExplanation,
+    AllocationOut,
+    CostLineOut,
+    PoolOut,
+    RunDetail,
+    RunOut,
+)
 from app.auth.deps import CurrentPrincipal, FinancePrincipal, ensure_community_access
 from app.costs.models import Component
 from app.deps import SessionDep
@@ -103,7 +113,62 @@ def explain_allocation(
     )
     if explanation is None:  # pragma: no cover - it existed a moment ago, in this transaction
         raise Problem(404, "Not found", "no such allocation")
-    return explanation
+    return explanation if principal.reads_everything else for_viewer(explanation)
+
+
+def for_viewer(explanation: AllocationExplanation) -> AllocationExplanation:
+    """An explanation as a community's viewer may read it.
+
+    Kept: the amounts, the rule, the charge periods with the viewer's own hub's and users'
+    shares and the totals they are shares of (pool cost, driver units), and each cost line's
+    id, service, SKU, charge period and cost, enough to check the arithmetic. Removed: where
+    the bill comes from (each line's source and source row), the project and labels of lines
+    that are not direct to the viewer's hub (a shared pool holds the whole cluster's lines,
+    with other namespaces' labels), the cluster's cost-matching configuration, and the run's
+    free-text note. Finance and admin read explanations whole.
+    """
+    pool = explanation.pool
+    own_lines = (
+        pool is not None
+        and pool.kind == "direct"
+        and pool.hub_id is not None
+        and pool.hub_id == explanation.allocation.hub_id
+    )
+    return explanation.model_copy(
+        update={
+            "run": explanation.run.model_copy(update={"note": None}),
+            "pool": _viewer_pool(pool, own_lines) if pool is not None else None,
+            "cost_line_filter": (
+                _viewer_filter(pool, explanation.run.id) if pool is not None else ""
+            ),
+            "cost_lines": [_viewer_line(line, own_lines) for line in explanation.cost_lines],
+        }
+    )
+
+
+def _viewer_pool(pool: PoolOut, own: bool) -> PoolOut:
+    return pool if own else pool.model_copy(update={"detail": None})
+
+
+def _viewer_line(line: CostLineOut, own: bool) -> CostLineOut:
+    hidden: dict[str, object] = {"source": "", "source_row": ""}
+    if not own:
+        hidden.update(project=None, labels={})
+    return line.model_copy(update=hidden)
+
+
+def _viewer_filter(pool: PoolOut, run_id: int) -> str:
+    """Which cost lines the pool holds, without the cluster's cost-matching configuration."""
+    kind = {
+        "direct": f"classified as direct to this hub ({pool.how})",
+        "shared": f"classified as shared by cluster {pool.cluster}",
+    }.get(pool.kind, f"classified as {pool.kind}")
+    return (
+        f"cost lines whose charge period overlaps {pool.day}, component {pool.component}, "
+        f"currency {pool.currency}, {'estimated' if pool.estimated else 'billed'}, split by "
+        f"{pool.driver}, {kind}: {pool.cost_line_count} line(s) with ids "
+        f"{pool.first_cost_line_id}..{pool.last_cost_line_id} when run {run_id} was made"
+    )
 
 
 @router.get(

@@ -7,6 +7,10 @@ runs in force on each request, and so serves a new run's numbers from the moment
 force. Entries also expire after `ttl_seconds`, a bound on staleness should anything ever
 change allocations in place. Usernames never change for a user id, so they are kept too.
 
+How far the bill reaches (`service.billed_until`, which month to date needs) reads a month of
+cost lines; billed lines only change with a new cost ingestion batch, so it is kept for as long
+as the cost batches are the same ones (and `ttl_seconds` at most).
+
 Each process has its own cache; nothing is shared, so replicas never disagree for long.
 """
 
@@ -19,12 +23,13 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.attribution.models import AttributionDay
 from app.costapi import service
 from app.costapi.periods import DateRange
+from app.ingestion.models import BatchKind, IngestionBatch
 
 T = TypeVar("T")
 
@@ -55,6 +60,7 @@ class CostCache:
         self._entries: OrderedDict[Hashable, tuple[float, int, object]] = OrderedDict()
         self._rows = 0
         self._usernames: OrderedDict[int, str] = OrderedDict()
+        self._billed: OrderedDict[Hashable, tuple[float, date | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -126,3 +132,34 @@ class CostCache:
                 while len(self._usernames) > self.max_rows:
                     self._usernames.popitem(last=False)
         return known
+
+    def billed_until(
+        self,
+        *,
+        session: Session,
+        period: DateRange,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> date | None:
+        """`service.billed_until`, remembered while no cost batch has been written since."""
+        if not self.enabled:
+            return service.billed_until(session=session, period=period)
+        # Batches are never deleted (superseded ones are marked), so a batch committed since,
+        # even one with a lower id than the newest, changes the count.
+        count, newest = session.execute(
+            select(func.count(), func.max(IngestionBatch.id)).where(
+                IngestionBatch.kind == BatchKind.costs.value
+            )
+        ).one()
+        key = (period, count, newest)
+        now = clock()
+        with self._lock:
+            found = self._billed.get(key)
+            if found is not None and now - found[0] < self.ttl_seconds:
+                self._billed.move_to_end(key)
+                return found[1]
+        reached = service.billed_until(session=session, period=period)
+        with self._lock:
+            self._billed[key] = (now, reached)
+            while len(self._billed) > 64:  # a few months, each under a few batch counts
+                self._billed.popitem(last=False)
+        return reached

@@ -2,7 +2,8 @@
 
 The forecast extends the month-to-date amount at the recent daily run rate:
 
-    days attributed  n = days of the month before `today` that have allocations in force
+    days attributed  n = days of the month before `today` that have allocations in force and
+                         that the bill has reached (the caller decides which: `attributed_days`)
     run rate         r = (sum of the last min(7, n) attributed days) / min(7, n)
     forecast         F = month_to_date + r x (days_in_month - n)
 
@@ -70,8 +71,9 @@ def forecast_month(
     """The month-to-date amount, forecast and budget state of `month` as known on `today`.
 
     `daily` holds the hub's amount on each attributed day (missing days count as zero),
-    `attributed_days` every day that has allocations in force, `estimated` the part of the
-    month-to-date amount priced from list prices rather than billed.
+    `attributed_days` every day that counts as attributed (allocations in force, and billed),
+    `estimated` the list-price estimate of the days before today that do not count yet; it is
+    reported, never added to the month-to-date amount.
     """
     first = month_start(month)
     cutoff = min(today, next_month(first))

@@ -320,10 +320,17 @@ class HubMonthOut(_Out):
     month: str = Field(description="YYYY-MM", examples=["2026-10"])
     currency: CurrencyCode
     days_in_month: int
-    days_attributed: int = Field(description="Days of the month before today with allocations.")
+    days_attributed: int = Field(
+        description="Days of the month before today with allocations in force that the cloud "
+        "bill has reached, and whose allocations for this hub are not estimates."
+    )
     last_attributed_day: date | None
     month_to_date: Amount
-    estimated: Amount = Field(description="The part of month_to_date priced from list prices.")
+    estimated: Amount = Field(
+        description="List-price estimates of the days before today that are not attributed "
+        "yet (the bill has not reached them). Not part of month_to_date: those days are "
+        "forecast at the run rate."
+    )
     run_rate_per_day: Amount | None = Field(
         description="Mean of the last (up to) 7 attributed days, rounded to the minor unit."
     )

@@ -4,6 +4,13 @@ The allocations in force for a day are those of the run `attribution_day` names 
 cost query joins through that table, so the older runs kept for comparison are never counted.
 Amounts are summed exactly with `money_sum`; anything ordered by amount is ordered in Python,
 because SQLite stores amounts as text.
+
+A scope with a community reads only that community's rows: allocations by their own
+`community_id` (the hub's community when they were made), and usage, which has no community of
+its own, only from after the last day on which the hub's allocations name another community
+(see `usage`). Hubs with history never change community (`app.hubs.service.sync_from_config`),
+so this only matters for a database changed by hand; it keeps such a hub's past from showing
+to its new community all the same.
 """
 
 from __future__ import annotations
@@ -11,18 +18,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Generic, TypeVar, TypeVarTuple
+from typing import Any, Generic, Protocol, TypeVar, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.attribution.models import Allocation, AttributionDay
 from app.costapi.forecast import MonthForecast, forecast_month
 from app.costapi.periods import DateRange, Interval, clip_period, next_month
 from app.costapi.sql import month_of, utc_day_of
+from app.costs.models import ChargeCategory, CostLine
+from app.costs.records import Window
+from app.costs.service import billed_through
 from app.db import money_sum
 from app.hubs.models import Community, Hub, HubUser
 from app.money import ZERO
@@ -51,7 +61,9 @@ _DIMENSION_COLUMNS: dict[Dimension, Any] = {
 
 @dataclass(frozen=True)
 class CostScope:
-    """Which allocations a query reads. A user scope names the hub too (ids are per hub)."""
+    """Which allocations a query reads. A user scope names the hub too (ids are per hub).
+    With a community as well as a hub, only the hub's rows of that community are read (what a
+    community's viewer may see of its hub)."""
 
     community_id: str | None = None
     hub_id: int | None = None
@@ -237,9 +249,16 @@ class TopUsers:
 
 
 def top_users(
-    *, session: Session, hub_id: int, period: DateRange, limit: int, offset: int = 0
+    *,
+    session: Session,
+    hub_id: int,
+    period: DateRange,
+    limit: int,
+    offset: int = 0,
+    community_id: str | None = None,
 ) -> TopUsers:
-    """The hub's users by cost over the range, most expensive first (ties by user id)."""
+    """The hub's users by cost over the range, most expensive first (ties by user id); with
+    `community_id`, only the hub's allocations of that community count."""
     query = select(
         Allocation.user_id,
         Allocation.component,
@@ -248,6 +267,8 @@ def top_users(
         func.max(case((Allocation.estimated, 1), else_=0)),
     ).select_from(Allocation)
     query = _in_force(query, period).where(Allocation.hub_id == hub_id)
+    if community_id is not None:
+        query = query.where(Allocation.community_id == community_id)
     query = query.group_by(Allocation.user_id, Allocation.component, Allocation.currency)
     by_user: dict[tuple[int, str], UserCost] = {}
     hub_totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -311,7 +332,9 @@ def usage(
     """Usage over the range by period (start) and, where asked, hub and user.
 
     Only usage attributed to a hub is read: namespaces no hub names are nobody's to show.
-    `user_ids` narrows a user-scoped read to those users (the page of a report).
+    `user_ids` narrows a user-scoped read to those users (the page of a report). With a
+    community in the scope, each hub's usage starts after the last day of the range on which
+    its allocations in force name another community (`foreign_days`).
     """
     if interval == Interval.day:
         period_column: Any = utc_day_of(UsageHour.hour)
@@ -339,6 +362,16 @@ def usage(
         query = query.join(Hub, Hub.id == UsageHour.hub_id).where(
             Hub.community_id == scope.community_id
         )
+        hub_ids = (
+            [scope.hub_id]
+            if scope.hub_id is not None
+            else list(session.scalars(select(Hub.id).where(Hub.community_id == scope.community_id)))
+        )
+        foreign = foreign_days(
+            session=session, community_id=scope.community_id, hub_ids=hub_ids, period=period
+        )
+        if foreign:
+            query = query.where(_usage_after(foreign))
     if scope.hub_id is not None:
         query = query.where(UsageHour.hub_id == scope.hub_id)
     if scope.user_id is not None:
@@ -357,6 +390,61 @@ def usage(
             continue
         result[(start, hub_id, user_id)] = UsageSums(*[ZERO if v is None else v for v in values])
     return result
+
+
+def foreign_days(
+    *,
+    session: Session,
+    community_id: str,
+    hub_ids: Sequence[int],
+    period: DateRange | None = None,
+) -> dict[int, date]:
+    """For each of the hubs whose allocations in force (over `period`, or on any day) name a
+    community other than `community_id`, the last such day: until then the hub's rows may be
+    another community's."""
+    if not hub_ids:
+        return {}
+    query = (
+        select(Allocation.hub_id, func.max(Allocation.day))
+        .select_from(Allocation)
+        .join(
+            AttributionDay,
+            and_(AttributionDay.run_id == Allocation.run_id, AttributionDay.day == Allocation.day),
+        )
+        .where(Allocation.hub_id.in_(list(hub_ids)), Allocation.community_id != community_id)
+        .group_by(Allocation.hub_id)
+    )
+    if period is not None:
+        query = query.where(
+            AttributionDay.day >= period.start,
+            AttributionDay.day < period.end,
+            Allocation.day >= period.start,
+            Allocation.day < period.end,
+        )
+    return {hub_id: day for hub_id, day in session.execute(query).all() if hub_id is not None}
+
+
+def _day_after(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def _usage_after(foreign: dict[int, date]) -> ColumnElement[bool]:
+    """Usage rows of hubs without foreign days, and of the others after their last one."""
+    return or_(
+        UsageHour.hub_id.not_in(list(foreign)),
+        *(
+            and_(UsageHour.hub_id == hub_id, UsageHour.hour >= _day_after(day))
+            for hub_id, day in foreign.items()
+        ),
+    )
+
+
+def tenure_start(*, session: Session, hub_id: int, community_id: str) -> date | None:
+    """The first day the hub's rows can be `community_id`'s: the day after the last day on
+    which its allocations in force name another community; None if there is no such day."""
+    foreign = foreign_days(session=session, community_id=community_id, hub_ids=[hub_id])
+    last = foreign.get(hub_id)
+    return last + timedelta(days=1) if last is not None else None
 
 
 # --- month to date --------------------------------------------------------------------------
@@ -381,21 +469,94 @@ def attributed_days(*, session: Session, period: DateRange) -> list[date]:
     )
 
 
+def billed_until(*, session: Session, period: DateRange) -> date | None:
+    """The first day of the range that the bill has not wholly reached, or None if no billing
+    account has billed usage in the range.
+
+    Each billing account (or, for lines without one, provider) is billed up to where its
+    non-estimated usage lines reach (`app.costs.service.billed_through`); a day counts as
+    billed when every account that bills usage in the range has reached its end. An account
+    that stops billing in the middle of the range (a cluster shut down) therefore holds the
+    billed days back until the range ends: its days are forecast instead of counted.
+    """
+    if not period.days:
+        return None
+    window = Window(
+        datetime.combine(period.start, time(), UTC), datetime.combine(period.end, time(), UTC)
+    )
+    accounts = session.execute(
+        select(CostLine.provider, CostLine.billing_account_id)
+        .where(
+            CostLine.estimated.is_(False),
+            CostLine.charge_category == ChargeCategory.usage.value,
+            CostLine.charge_period_start >= window.start,
+            CostLine.charge_period_start < window.end,
+        )
+        .distinct()
+    ).all()
+    reached: list[date] = []
+    for provider, account in accounts:
+        through = billed_through(
+            session=session,
+            provider=provider,
+            billing_account_id=account,
+            sub_account_id=None,
+            window=window,
+        )
+        if through is not None:
+            # The end of the last billed hour: its day counts only when that is midnight.
+            reached.append(through.astimezone(UTC).date())
+    return min(reached) if reached else None
+
+
+class BillReach(Protocol):
+    """`billed_until`, or a cache of it."""
+
+    def __call__(self, *, session: Session, period: DateRange) -> date | None: ...
+
+
+@dataclass
+class _HubDays:
+    """One hub's allocations in force, per currency and day: billed and estimated amounts."""
+
+    amounts: dict[str, dict[date, Decimal]] = field(default_factory=lambda: defaultdict(dict))
+    estimated: dict[str, dict[date, Decimal]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, day: date, currency: str, amount: Decimal, is_estimate: bool) -> None:
+        target = self.estimated if is_estimate else self.amounts
+        per_day = target[currency]
+        per_day[day] = per_day.get(day, ZERO) + amount
+
+
 def month_to_date(
-    *, session: Session, hubs: Sequence[Hub], month: date, today: date
+    *,
+    session: Session,
+    hubs: Sequence[Hub],
+    month: date,
+    today: date,
+    community_id: str | None = None,
+    bill_reach: BillReach = billed_until,
 ) -> list[HubMonth]:
     """Month-to-date amount, forecast and budget state of each hub, in the order given.
 
-    The budget is in the community's currency, so only allocations in that currency count
-    towards it; any others are reported beside it.
+    A day counts (is "attributed") for a hub when it has allocations in force, lies before
+    today, the bill has reached its end (`billed_until`), and none of the hub's allocations
+    that day are list-price estimates. The other days of the month are forecast at the run
+    rate of the counted ones; the estimates of days before today are reported beside the
+    month-to-date amount, not in it. The budget is in the community's currency, so only
+    allocations in that currency count towards it; any others are reported beside it. With
+    `community_id`, only allocations of that community are read. `bill_reach` finds where the
+    bill reaches (a cache of it, in the API).
     """
     if not hubs:
         return []
     window = DateRange(month, min(next_month(month), max(today, month)))
-    days = attributed_days(session=session, period=window) if window.days else []
-    daily: dict[tuple[int, str], dict[date, Decimal]] = defaultdict(dict)
-    estimated: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    by_hub: dict[int, _HubDays] = defaultdict(_HubDays)
+    billed: list[date] = []
     if window.days:
+        reached = bill_reach(session=session, period=window)
+        if reached is not None:
+            billed = [d for d in attributed_days(session=session, period=window) if d < reached]
         query = select(
             Allocation.hub_id,
             Allocation.day,
@@ -409,16 +570,15 @@ def month_to_date(
             query = query.where(Allocation.hub_id.in_(hub_ids))
         else:
             query = query.where(Allocation.hub_id.is_not(None))
+        if community_id is not None:
+            query = query.where(Allocation.community_id == community_id)
         query = query.group_by(
             Allocation.hub_id, Allocation.day, Allocation.currency, Allocation.estimated
         )
         for hub_id, day, currency, is_estimate, amount in session.execute(query).all():
             if hub_id is None:
                 continue  # not reachable: the query names hubs
-            per_day = daily[(hub_id, currency)]
-            per_day[day] = per_day.get(day, ZERO) + amount
-            if is_estimate:
-                estimated[(hub_id, currency)] += amount
+            by_hub[hub_id].add(day, currency, amount, bool(is_estimate))
     currencies = dict(
         session.execute(
             select(Community.id, Community.currency).where(
@@ -429,11 +589,19 @@ def month_to_date(
     result = []
     for hub in hubs:
         currency = currencies[hub.community_id]
-        others = {
-            other: sum(amounts.values(), ZERO)
-            for (hub_id, other), amounts in daily.items()
-            if hub_id == hub.id and other != currency
-        }
+        days = by_hub.get(hub.id, _HubDays())
+        # A day with estimates is not billed for this hub yet, whatever the bill's reach says
+        # (the run in force was made before the bill arrived).
+        estimated_days = {d for per_day in days.estimated.values() for d in per_day}
+        counted = [d for d in billed if d not in estimated_days]
+        counted_set = set(counted)
+        others: dict[str, Decimal] = {}
+        for other, per_day in days.amounts.items():
+            kept = [amount for d, amount in per_day.items() if d in counted_set]
+            if other != currency and kept:
+                others[other] = sum(kept, ZERO)
+        # Never in month_to_date: a day with estimates does not count (above).
+        not_billed = sum(days.estimated.get(currency, {}).values(), ZERO)
         result.append(
             HubMonth(
                 hub_id=hub.id,
@@ -441,10 +609,10 @@ def month_to_date(
                     month=month,
                     today=today,
                     currency=currency,
-                    daily=daily.get((hub.id, currency), {}),
-                    attributed_days=days,
+                    daily=days.amounts.get(currency, {}),
+                    attributed_days=counted,
                     budget=hub.monthly_budget,
-                    estimated=estimated.get((hub.id, currency), ZERO),
+                    estimated=not_billed,
                 ),
                 other_currencies=others,
             )
@@ -545,15 +713,36 @@ def list_hubs(
 
 
 def list_users(
-    *, session: Session, hub_id: int, username: str | None, limit: int, offset: int
+    *,
+    session: Session,
+    hub_id: int,
+    username: str | None,
+    limit: int,
+    offset: int,
+    since: date | None = None,
 ) -> Listing[HubUser]:
-    """A hub's users by id, or the one with `username`."""
+    """A hub's users by id, or the one with `username`; with `since`, only those first seen,
+    or with usage, on or after that day."""
     filters = [HubUser.hub_id == hub_id]
     if username is not None:
         filters.append(HubUser.username == username)
+    if since is not None:
+        filters.append(_seen_since(since))
     query = select(HubUser).where(*filters).order_by(HubUser.id).limit(limit).offset(offset)
     total = session.scalar(select(func.count()).select_from(HubUser).where(*filters))
     return Listing(items=list(session.scalars(query)), total=int(total or 0))
+
+
+def _seen_since(day: date) -> ColumnElement[bool]:
+    moment = datetime.combine(day, time(), UTC)
+    used = exists().where(UsageHour.user_id == HubUser.id, UsageHour.hour >= moment)
+    return or_(HubUser.first_seen_at >= moment, used)
+
+
+def user_seen_since(*, session: Session, user_id: int, since: date) -> bool:
+    """Was the user first seen, or did they use their hub, on or after `since`?"""
+    query = select(HubUser.id).where(HubUser.id == user_id, _seen_since(since))
+    return session.scalar(query) is not None
 
 
 def community_currency(*, session: Session, community_id: str) -> str:

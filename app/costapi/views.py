@@ -1,7 +1,9 @@
 """The cost API routes: thin wrappers that check access, call the service and shape the answer.
 
 Every route reads through `VisibleHub` / `VisibleCommunity` (404 for another community's ids)
-or needs a finance token (403 otherwise), and answers JSON or, for tables, CSV.
+or needs a finance token (403 otherwise), and answers JSON or, for tables, CSV. A viewer's hub
+routes also read only its community's rows of the hub (`rows_community`): should a hub ever
+have changed community, its earlier costs, usage and users stay with the earlier community.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.auth.deps import FinancePrincipal
+from app.auth.deps import CurrentPrincipal, FinancePrincipal
 from app.clock import utcnow
 from app.costapi import service
 from app.costapi.cache import CostCache
@@ -65,7 +67,7 @@ from app.costapi.tabular import (
 from app.costs.models import Component
 from app.deps import SessionDep
 from app.hubs.models import Community, Hub
-from app.hubs.views import VisibleCommunity, VisibleHub, VisibleHubUser
+from app.hubs.views import VisibleCommunity, VisibleHub, VisibleHubUser, rows_community
 from app.money import ZERO
 from app.problems import invalid, problem_responses
 
@@ -329,6 +331,7 @@ _COST_DESCRIPTION = (
 def hub_costs(
     request: Request,
     hub: VisibleHub,
+    principal: CurrentPrincipal,
     session: SessionDep,
     cache: Cache,
     report: ReportRange,
@@ -345,7 +348,7 @@ def hub_costs(
         request=request,
         session=session,
         cache=cache,
-        scope=service.CostScope(hub_id=hub.id),
+        scope=service.CostScope(hub_id=hub.id, community_id=rows_community(principal)),
         period=period,
         interval=interval,
         dimensions=_dimensions(by),
@@ -451,6 +454,7 @@ _USAGE_COLUMNS = list(UsageOut.model_fields)
 def top_users(
     request: Request,
     hub: VisibleHub,
+    principal: CurrentPrincipal,
     session: SessionDep,
     report: ReportRange,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Users per page.")] = 10,
@@ -458,14 +462,20 @@ def top_users(
     format: FormatParam = None,
 ) -> Any:
     period, _ = report
+    community_id = rows_community(principal)
     result = service.top_users(
-        session=session, hub_id=hub.id, period=period, limit=limit, offset=offset
+        session=session,
+        hub_id=hub.id,
+        period=period,
+        limit=limit,
+        offset=offset,
+        community_id=community_id,
     )
     ids = [u.user_id for u in result.users]
     names = service.usernames(session=session, user_ids=ids)
     usage = service.usage(
         session=session,
-        scope=service.CostScope(hub_id=hub.id),
+        scope=service.CostScope(hub_id=hub.id, community_id=community_id),
         period=period,
         interval=Interval.total,
         dimensions=[service.Dimension.user],
@@ -531,12 +541,15 @@ def user_history(
     request: Request,
     hub: VisibleHub,
     user: VisibleHubUser,
+    principal: CurrentPrincipal,
     session: SessionDep,
     report: ReportRange,
     format: FormatParam = None,
 ) -> Any:
     period, interval = report
-    scope = service.CostScope(hub_id=hub.id, user_id=user.id)
+    scope = service.CostScope(
+        hub_id=hub.id, user_id=user.id, community_id=rows_community(principal)
+    )
     costs = service.costs(
         session=session,
         scope=scope,
@@ -734,6 +747,7 @@ _USAGE_DESCRIPTION = (
 def hub_usage(
     request: Request,
     hub: VisibleHub,
+    principal: CurrentPrincipal,
     session: SessionDep,
     report: ReportRange,
     by: Annotated[
@@ -747,7 +761,7 @@ def hub_usage(
     return _usage_answer(
         request=request,
         session=session,
-        scope=service.CostScope(hub_id=hub.id),
+        scope=service.CostScope(hub_id=hub.id, community_id=rows_community(principal)),
         period=period,
         interval=interval,
         dimensions=_dimensions(by),
@@ -802,13 +816,18 @@ def community_usage(
 # --- month to date, forecast and budget -----------------------------------------------------
 
 _MTD_DESCRIPTION = (
-    "The month-to-date cost (days before today with allocations in force), a month-end "
-    "forecast and, where the hub has a monthly budget, budget used, projected overrun and an "
-    "alert state. forecast = month_to_date + run_rate x (days in month - days attributed), "
-    "where run_rate is the mean daily cost of the last (up to) 7 attributed days. Alert "
-    "states, worst first: over_budget (month_to_date > budget), forecast_over_budget "
-    "(forecast > budget), at_risk (forecast >= 90% of budget), ok; no_data before the first "
-    "attributed day; no_budget when none is configured."
+    "The month-to-date cost, a month-end forecast and, where the hub has a monthly budget, "
+    "budget used, projected overrun and an alert state. A day counts as attributed when it is "
+    "before today, has allocations in force, the cloud bill has reached its end (every billing "
+    "account's billed usage lines), and the hub's allocations that day are not list-price "
+    "estimates. month_to_date sums the attributed days; forecast = month_to_date + run_rate x "
+    "(days in month - days attributed), where run_rate is the mean daily cost of the last (up "
+    "to) 7 attributed days, so days the bill has not reached yet are forecast at the run rate. "
+    "`estimated` is the list-price estimate of the days before today that are not attributed "
+    "yet, for information: it is not part of month_to_date. Alert states, worst first: "
+    "over_budget (month_to_date > budget), forecast_over_budget (forecast > budget), at_risk "
+    "(forecast >= 90% of budget), ok; no_data before the first attributed day; no_budget when "
+    "none is configured."
 )
 
 
@@ -841,9 +860,21 @@ def _hub_month_out(hub: Hub, entry: service.HubMonth) -> HubMonthOut:
     response_model=HubMonthOut,
 )
 def hub_month_to_date(
-    hub: VisibleHub, session: SessionDep, month: ReportMonth, today: Today
+    hub: VisibleHub,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    cache: Cache,
+    month: ReportMonth,
+    today: Today,
 ) -> Any:
-    (entry,) = service.month_to_date(session=session, hubs=[hub], month=month, today=today)
+    (entry,) = service.month_to_date(
+        session=session,
+        hubs=[hub],
+        month=month,
+        today=today,
+        community_id=rows_community(principal),
+        bill_reach=cache.billed_until,
+    )
     return json_response(_hub_month_out(hub, entry))
 
 
@@ -859,11 +890,22 @@ _ALERT_ORDER = list(AlertState)
     response_model=CommunityMonthOut,
 )
 def community_month_to_date(
-    community: VisibleCommunity, session: SessionDep, month: ReportMonth, today: Today
+    community: VisibleCommunity,
+    session: SessionDep,
+    cache: Cache,
+    month: ReportMonth,
+    today: Today,
 ) -> Any:
     hubs = list(session.scalars(select(Hub).where(Hub.community_id == community.id)))
     hubs.sort(key=lambda h: h.id)
-    entries = service.month_to_date(session=session, hubs=hubs, month=month, today=today)
+    entries = service.month_to_date(
+        session=session,
+        hubs=hubs,
+        month=month,
+        today=today,
+        community_id=community.id,
+        bill_reach=cache.billed_until,
+    )
     outs = [_hub_month_out(hub, entry) for hub, entry in zip(hubs, entries, strict=True)]
     forecasts = [e.forecast.forecast for e in entries]
     budgets = [e.forecast.budget for e in entries if e.forecast.budget is not None]
@@ -916,6 +958,7 @@ def all_month_to_date(
     request: Request,
     principal: FinancePrincipal,
     session: SessionDep,
+    cache: Cache,
     month: ReportMonth,
     today: Today,
     alert_state: Annotated[
@@ -928,7 +971,9 @@ def all_month_to_date(
     csv_wanted = wants_csv(request, format)
     size = page_limit(limit, csv_wanted)
     hubs = list(session.scalars(select(Hub).order_by(Hub.id)))
-    entries = service.month_to_date(session=session, hubs=hubs, month=month, today=today)
+    entries = service.month_to_date(
+        session=session, hubs=hubs, month=month, today=today, bill_reach=cache.billed_until
+    )
     outs = [_hub_month_out(hub, entry) for hub, entry in zip(hubs, entries, strict=True)]
     if alert_state:
         wanted = set(alert_state)

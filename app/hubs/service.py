@@ -8,8 +8,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.config import HubmeterConfig
+from app.attribution.models import Allocation
+from app.config import ConfigError, HubmeterConfig
 from app.hubs.models import Cluster, Community, Hub, HubUser
+from app.usage.models import UsageHour
 
 
 @dataclass
@@ -23,7 +25,8 @@ def sync_from_config(*, session: Session, config: HubmeterConfig, now: datetime)
     """Upsert clusters, communities and hubs from the configuration.
 
     Nothing is deleted: a hub or community that leaves the configuration is marked inactive, so
-    its history, allocations and invoices stay intact.
+    its history, allocations and invoices stay intact. A hub that has usage or allocations never
+    changes community (ConfigError): its history would follow it to the new community.
     """
     report = SyncReport()
     clusters = {c.name: c for c in session.scalars(select(Cluster))}
@@ -70,6 +73,8 @@ def sync_from_config(*, session: Session, config: HubmeterConfig, now: datetime)
             "active": True,
         }
         hub = hubs.get((h.cluster, h.name))
+        if hub is not None and hub.community_id != h.community:
+            _refuse_to_move_history(session, hub, h.community)
         if hub is None:
             session.add(Hub(cluster_name=h.cluster, name=h.name, updated_at=now, **values))
             report.created.append(f"hub {h.cluster}/{h.name}")
@@ -84,6 +89,31 @@ def sync_from_config(*, session: Session, config: HubmeterConfig, now: datetime)
             report.deactivated.append(f"hub {key[0]}/{key[1]}")
     session.flush()
     return report
+
+
+def _refuse_to_move_history(session: Session, hub: Hub, wanted: str) -> None:
+    """ConfigError if `hub` has usage or allocations: they belong to its current community.
+
+    Usage rows carry no community of their own, and attribution gives every day it (re)runs to
+    the hub's community of the moment, so moving a hub with history would show the old
+    community's costs, usage and usernames to the new one. A hub with no data yet may move.
+    """
+    has_history = any(
+        session.scalar(select(model.id).where(model.hub_id == hub.id).limit(1)) is not None
+        for model in (UsageHour, Allocation)
+    )
+    if not has_history:
+        return
+    old = hub.community_id
+    raise ConfigError(
+        f"hub {hub.cluster_name}/{hub.name} cannot move from community {old} to {wanted}: it "
+        f"has usage or allocations, and its history stays with {old}. If {wanted} is a "
+        f"mistake, put {old} back. To bill {wanted} from now on, give the hub a new name (and "
+        "its own Kubernetes namespace) in the configuration, or deactivate it (remove its "
+        f"entry: it is retired and keeps its history with {old}) and re-add it for {wanted} "
+        "under a new name and namespace: a cluster's hub names and namespaces, retired hubs' "
+        "included, each identify one hub."
+    )
 
 
 def _apply(row: object, values: dict[str, object]) -> bool:

@@ -7,9 +7,11 @@ routes use them too.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlalchemy.orm import Session
 
 from app.auth.deps import CurrentPrincipal, Principal, ensure_community_access
 from app.config import SLUG
@@ -90,12 +92,36 @@ def visible_hub(hub_id: HubIdPath, principal: CurrentPrincipal, session: Session
     return hub
 
 
+def rows_community(principal: Principal) -> str | None:
+    """Whose rows of a visible hub the caller reads: a viewer only its own community's (the
+    hub's history from before it joined that community stays hidden); finance all of them."""
+    return None if principal.reads_everything else principal.community_id
+
+
+def hub_users_since(hub: Hub, principal: Principal, session: Session) -> date | None:
+    """For a viewer, the first day the hub's users can be its community's (None: all of
+    them); see `app.costapi.service.tenure_start`."""
+    community_id = rows_community(principal)
+    if community_id is None:
+        return None
+    return cost_service.tenure_start(session=session, hub_id=hub.id, community_id=community_id)
+
+
 def visible_hub_user(
-    hub: Annotated[Hub, Depends(visible_hub)], user_id: UserIdPath, session: SessionDep
+    hub: Annotated[Hub, Depends(visible_hub)],
+    user_id: UserIdPath,
+    principal: CurrentPrincipal,
+    session: SessionDep,
 ) -> HubUser:
-    """The path's user of the path's hub; 404 if it is another hub's or missing."""
+    """The path's user of the path's hub; 404 if it is another hub's or missing, or, for a
+    viewer, only known from before the hub was its community's."""
     user = session.get(HubUser, user_id)
     if user is None or user.hub_id != hub.id:
+        raise _not_visible("user on this hub")
+    since = hub_users_since(hub, principal, session)
+    if since is not None and not cost_service.user_seen_since(
+        session=session, user_id=user.id, since=since
+    ):
         raise _not_visible("user on this hub")
     return user
 
@@ -263,13 +289,15 @@ def get_hub(hub: VisibleHub, session: SessionDep) -> Any:
 @router.get(
     "/hubs/{hub_id}/users",
     summary="A hub's users",
-    description="Everyone hubmeter has seen use the hub, ordered by id.",
+    description="Everyone hubmeter has seen use the hub, ordered by id. A viewer sees those of "
+    "its community's time on the hub (see docs/api.md, Access).",
     response_model=HubUserList,
     responses=CSV_RESPONSE,
 )
 def list_hub_users(
     request: Request,
     hub: VisibleHub,
+    principal: CurrentPrincipal,
     session: SessionDep,
     username: Annotated[
         str | None,
@@ -282,7 +310,12 @@ def list_hub_users(
     csv_wanted = wants_csv(request, format)
     size = page_limit(limit, csv_wanted)
     listing = cost_service.list_users(
-        session=session, hub_id=hub.id, username=username, limit=size, offset=offset
+        session=session,
+        hub_id=hub.id,
+        username=username,
+        limit=size,
+        offset=offset,
+        since=hub_users_since(hub, principal, session),
     )
     users = [HubUserOut.model_validate(user) for user in listing.items]
     page = Page.of(limit=size, offset=offset, total=listing.total)

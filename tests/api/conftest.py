@@ -5,7 +5,8 @@ Two runs cover October 2026: the older one (run 1, every amount doubled) is stil
 the 16th; the newer one (run 2) replaced it for the 1st to the 15th. Any query that forgets to
 join through `attribution_day` counts both and is off by a visible amount. "Today" is pinned to
 2026-10-21, the day after the last complete attributed day; the 21st itself carries estimated
-allocations of run 1.
+allocations of run 1. The cloud bill has one billed line a day up to the 20th and an estimate
+for the 21st, so the month-to-date figures count the 1st to the 20th.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def seed(engine: Engine, kind: str) -> World:
             stats={},
         )
         session.add(batch)
+        _add_bill(session, through=TODAY)
         policy = _policy(world)
         runs = {}
         for number, end in ((1, date(2026, 10, 22)), (2, date(2026, 10, 16))):
@@ -307,6 +309,49 @@ def _day_allocations(
         rows.append((day, cid, hub_name, None, "core", core, estimated))
     rows.append((day, None, None, None, "support", Decimal("0.77") * scale, estimated))
     return rows
+
+
+def _add_bill(session: Session, *, through: date) -> None:
+    """The cloud bill: one billed usage line a day of October before `through`, and a
+    list-price estimate for `through` itself (which the bill has not reached)."""
+    batch = models.IngestionBatch(
+        kind="costs",
+        source="test-bill",
+        window_start=datetime(2026, 10, 1, tzinfo=UTC),
+        window_end=datetime(2026, 10, 22, tzinfo=UTC),
+        started_at=NOW,
+        finished_at=NOW,
+        stats={},
+    )
+    session.add(batch)
+    session.flush()
+    for day in OCTOBER:
+        if day > through:
+            break
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        amount = Decimal("100.5")
+        session.add(
+            models.CostLine(
+                batch_id=batch.id,
+                source="test-bill",
+                source_row=day.isoformat(),
+                estimated=day == through,
+                provider="gcp",
+                billing_account_id="ACCOUNT",
+                sub_account_id="alpha-project",
+                service_name="Compute Engine",
+                sku_description="N2 Instance Ram running in Americas",
+                charge_period_start=start,
+                charge_period_end=start + timedelta(days=1),
+                charge_category="usage",
+                billed_cost=amount,
+                credits=Decimal(0),
+                net_cost=amount,
+                currency="USD",
+                component="compute",
+                labels={"goog-k8s-cluster-name": "alpha"},
+            )
+        )
 
 
 def _add_usage(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 import app.models as models
+from app.costapi import service
 from app.costapi.cache import CostCache
 from app.costapi.periods import DateRange
 from app.costapi.service import CostPage
@@ -92,3 +93,56 @@ def test_entries_expire_and_the_cache_stays_within_its_rows(world: World) -> Non
         assert calls == ["a", "a", "b", "c"]
         get("a", 4)
         assert calls[-1] == "a"
+
+
+def test_how_far_the_bill_reaches_is_kept_until_a_cost_batch_arrives(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[DateRange] = []
+    computed = service.billed_until
+
+    def counted(*, session: Session, period: DateRange) -> date | None:
+        calls.append(period)
+        return computed(session=session, period=period)
+
+    monkeypatch.setattr(service, "billed_until", counted)
+    cache = CostCache(max_rows=10)
+    october = DateRange(date(2026, 10, 1), date(2026, 10, 21))
+    assert cache.billed_until(session=session, period=october) is None
+    assert cache.billed_until(session=session, period=october) is None
+    assert len(calls) == 1
+    # The bill arrives, as every bill does, in a batch of its own.
+    batch = models.IngestionBatch(
+        kind="costs",
+        source="bill",
+        window_start=datetime(2026, 10, 1, tzinfo=UTC),
+        window_end=datetime(2026, 10, 2, tzinfo=UTC),
+        started_at=datetime(2026, 10, 3, tzinfo=UTC),
+        finished_at=datetime(2026, 10, 3, tzinfo=UTC),
+        stats={},
+    )
+    session.add(batch)
+    session.flush()
+    session.add(
+        models.CostLine(
+            batch_id=batch.id,
+            source="bill",
+            source_row="1",
+            provider="gcp",
+            billing_account_id="ACCOUNT",
+            charge_period_start=datetime(2026, 10, 1, tzinfo=UTC),
+            charge_period_end=datetime(2026, 10, 2, tzinfo=UTC),
+            charge_category="usage",
+            billed_cost=Decimal(1),
+            credits=Decimal(0),
+            net_cost=Decimal(1),
+            currency="USD",
+            component="compute",
+            labels={},
+        )
+    )
+    session.flush()
+    assert cache.billed_until(session=session, period=october) == date(2026, 10, 2)
+    assert len(calls) == 2
+    assert CostCache(max_rows=0).billed_until(session=session, period=october) == date(2026, 10, 2)
+    assert len(calls) == 3  # a disabled cache always asks

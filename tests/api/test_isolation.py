@@ -11,16 +11,24 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+import app.models as models
 from app.auth import service as token_service
 from app.auth.models import Role
-from tests.api.conftest import NOW, Client, World
+from app.config import ConfigError, HubmeterConfig
+from app.costapi.service import USAGE_FIELDS
+from app.hubs import service as hub_service
+from tests.api.conftest import NOW, Client, World, fresh_world, make_app
 
 OWN, OTHER, MISSING = "own", "other", "missing"
 # What of the other community must never appear in an answer to the ocean-lab viewer.
@@ -231,3 +239,234 @@ def test_a_viewer_cannot_reach_another_hubs_user_through_its_own_hub(
         f"/api/v1/hubs/{own_hub}/users", params={"username": "zed-secret-user"}
     )
     assert by_name.json()["users"] == []
+
+
+# --- a hub's history stays with the community it was made for ---------------------------------
+
+
+def _config(ocean: str, fresh: str) -> HubmeterConfig:
+    return HubmeterConfig.model_validate(
+        {
+            "clusters": [{"name": "alpha", "provider": "gcp"}],
+            "communities": [
+                {"id": cid, "name": cid, "billing_email": "b@x.org", "plan": "cost-recovery"}
+                for cid in ("ocean-lab", "climate-school")
+            ],
+            "hubs": [
+                {"name": "ocean", "cluster": "alpha", "community": ocean},
+                {"name": "fresh", "cluster": "alpha", "community": fresh},
+            ],
+        }
+    )
+
+
+def test_a_hub_with_usage_or_allocations_is_not_moved_to_another_community(
+    session: Session,
+) -> None:
+    hub_service.sync_from_config(session=session, config=_config("ocean-lab", "ocean-lab"), now=NOW)
+    hubs = {hub.name: hub for hub in session.scalars(select(models.Hub))}
+    batch = models.IngestionBatch(
+        kind="usage",
+        source="alpha",
+        window_start=NOW,
+        window_end=NOW,
+        started_at=NOW,
+        finished_at=NOW,
+        stats={},
+    )
+    session.add(batch)
+    session.flush()
+    session.add(
+        models.UsageHour(
+            batch_id=batch.id,
+            cluster_name="alpha",
+            namespace="ocean",
+            hub_id=hubs["ocean"].id,
+            user_id=None,
+            hour=NOW.replace(minute=0),
+            **dict.fromkeys(USAGE_FIELDS, Decimal(0)),
+        )
+    )
+    session.flush()
+    # A hub with no data yet may still move (a mistake caught before anything was ingested).
+    report = hub_service.sync_from_config(
+        session=session, config=_config("ocean-lab", "climate-school"), now=NOW
+    )
+    assert report.updated == ["hub alpha/fresh"]
+    assert hubs["fresh"].community_id == "climate-school"
+
+    with pytest.raises(ConfigError) as refused:
+        hub_service.sync_from_config(
+            session=session, config=_config("climate-school", "climate-school"), now=NOW
+        )
+    message = str(refused.value)
+    assert "hub alpha/ocean cannot move from community ocean-lab to climate-school" in message
+    assert "give the hub a new name" in message
+    assert "deactivate it" in message
+    assert "re-add it for climate-school" in message
+    assert hubs["ocean"].community_id == "ocean-lab"
+
+
+def test_a_hub_with_only_allocations_is_not_moved_either(session: Session) -> None:
+    hub_service.sync_from_config(session=session, config=_config("ocean-lab", "ocean-lab"), now=NOW)
+    fresh = session.scalars(select(models.Hub).where(models.Hub.name == "fresh")).one()
+    run = models.AttributionRun(
+        period_start=NOW,
+        period_end=NOW,
+        created_at=NOW,
+        created_by="test",
+        policy={},
+        inputs_sha256="0" * 64,
+        currency="USD",
+        cost_total=Decimal(0),
+        allocated_total=Decimal(0),
+        unattributed_total=Decimal(0),
+        estimated_total=Decimal(0),
+        summary={},
+    )
+    session.add(run)
+    session.flush()
+    session.add(
+        models.Allocation(
+            run_id=run.id,
+            day=NOW.date(),
+            cluster_name="alpha",
+            community_id="ocean-lab",
+            hub_id=fresh.id,
+            component="core",
+            rule="test",
+            amount=Decimal("1.5"),
+            currency="USD",
+            basis={},
+        )
+    )
+    session.flush()
+    with pytest.raises(ConfigError, match="hub alpha/fresh cannot move from community ocean-lab"):
+        hub_service.sync_from_config(
+            session=session, config=_config("ocean-lab", "climate-school"), now=NOW
+        )
+
+
+def test_a_hub_forced_into_another_community_keeps_its_past_from_it(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, db_kind: str
+) -> None:
+    """Defence in depth, should a hub's community change anyway (a database edited by hand):
+    ocean moves from ocean-lab to climate-school on the 16th, and attribution gives its days
+    from then on to climate-school. carol left before the move."""
+    with fresh_world(request, db_kind, "moved", tmp_path_factory) as world:
+        ocean = world.hub_ids["ocean"]
+        carol = world.user_ids[("ocean", "carol")]
+        moved = date(2026, 10, 16)
+        with Session(world.engine) as session:
+            session.execute(
+                update(models.Hub)
+                .where(models.Hub.id == ocean)
+                .values(community_id="climate-school")
+            )
+            session.execute(
+                update(models.Allocation)
+                .where(models.Allocation.hub_id == ocean, models.Allocation.day >= moved)
+                .values(community_id="climate-school")
+            )
+            session.execute(
+                update(models.HubUser)
+                .where(models.HubUser.hub_id == ocean)
+                .values(first_seen_at=datetime(2026, 10, 1, tzinfo=UTC))
+            )
+            session.execute(
+                delete(models.Allocation).where(
+                    models.Allocation.user_id == carol, models.Allocation.day >= moved
+                )
+            )
+            session.execute(
+                delete(models.UsageHour).where(
+                    models.UsageHour.user_id == carol,
+                    models.UsageHour.hour >= datetime(2026, 10, 16, tzinfo=UTC),
+                )
+            )
+            session.commit()
+        application = make_app(world.engine)
+
+        def client(role: str) -> TestClient:
+            return TestClient(
+                application, headers={"Authorization": f"Bearer {world.tokens[role]}"}
+            )
+
+        climate, finance = client("viewer-climate"), client("finance")
+        october = {"start": "2026-10-01", "end": "2026-11-01"}
+        after_move = sum(
+            (
+                a.amount
+                for a in world.allocations
+                if a.hub == "ocean"
+                and a.day >= moved
+                and world.in_force[a.day] == a.run
+                and a.user != "carol"
+            ),
+            Decimal(0),
+        )
+        before_move = world.expected(date(2026, 10, 1), moved, hub="ocean")
+
+        costs = climate.get(f"/api/v1/hubs/{ocean}/costs", params={**october, "by": "user"})
+        assert costs.status_code == 200
+        assert Decimal(costs.json()["totals"][0]["amount"]) == after_move
+        assert min(row["period_start"] for row in costs.json()["rows"]) == "2026-10-16"
+        assert "carol" not in costs.text
+        # Finance still reads the whole hub, before and after the move.
+        everything = finance.get(f"/api/v1/hubs/{ocean}/costs", params=october).json()
+        assert Decimal(everything["totals"][0]["amount"]) == before_move + after_move
+
+        # Usage, which has no community of its own, starts after the last day of ocean-lab's.
+        since_move = {"start": "2026-10-16", "end": "2026-11-01", "interval": "total"}
+        totals = {**october, "interval": "total"}
+        by_user = finance.get(
+            f"/api/v1/hubs/{ocean}/usage", params={**since_move, "by": "user"}
+        ).json()
+        usage_since_move = {
+            row["username"]: row["usage"] for row in by_user["rows"] if row["username"]
+        }
+        assert set(usage_since_move) == {"alice", "bob", "=HYPERLINK(1)"}
+        top = climate.get(f"/api/v1/hubs/{ocean}/top-users", params=october).json()
+        assert {u["username"]: u["usage"] for u in top["users"]} == usage_since_move
+        assert sum(Decimal(t["amount"]) for t in top["hub_totals"]) == after_move
+
+        hub_usage = finance.get(f"/api/v1/hubs/{ocean}/usage", params=since_move).json()
+        (expected_row,) = hub_usage["rows"]
+        (row,) = climate.get(f"/api/v1/hubs/{ocean}/usage", params=totals).json()["rows"]
+        assert row["usage"] == expected_row["usage"]
+        assert Decimal(row["costs"][0]["amount"]) == after_move
+        community = climate.get(
+            "/api/v1/communities/climate-school/usage", params={**totals, "by": "hub"}
+        ).json()
+        (row,) = [r for r in community["rows"] if r["hub_id"] == ocean]
+        assert row["usage"] == expected_row["usage"]  # the same days as its costs
+        assert Decimal(row["costs"][0]["amount"]) == after_move
+
+        users = climate.get(f"/api/v1/hubs/{ocean}/users").json()
+        assert {u["username"] for u in users["users"]} == {"alice", "bob", "=HYPERLINK(1)"}
+        assert users["page"]["total"] == 3
+        assert climate.get(f"/api/v1/hubs/{ocean}/users/{carol}/costs").status_code == 404
+        alice = world.user_ids[("ocean", "alice")]
+        history = climate.get(f"/api/v1/hubs/{ocean}/users/{alice}/costs", params=october)
+        assert min(p["period_start"] for p in history.json()["periods"]) == "2026-10-16"
+        everyone = finance.get(f"/api/v1/hubs/{ocean}/users").json()
+        assert everyone["page"]["total"] == 4
+
+        month = climate.get(f"/api/v1/hubs/{ocean}/month-to-date").json()
+        assert Decimal(month["month_to_date"]) == sum(
+            (
+                a.amount
+                for a in world.allocations
+                if a.hub == "ocean"
+                and moved <= a.day < date(2026, 10, 21)
+                and world.in_force[a.day] == a.run
+                and a.user != "carol"
+            ),
+            Decimal(0),
+        )
+        community_month = climate.get("/api/v1/communities/climate-school/month-to-date").json()
+        assert Decimal(community_month["month_to_date"]) == sum(
+            Decimal(h["month_to_date"]) for h in community_month["hubs"]
+        )
+        ocean_month = next(h for h in community_month["hubs"] if h["hub"]["id"] == ocean)
+        assert ocean_month["month_to_date"] == month["month_to_date"]

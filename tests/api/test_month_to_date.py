@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from app import migrate
+from app.attribution.rules import Period
+from app.attribution.service import attribute_period
+from app.auth import service as token_service
+from app.auth.models import Role
+from app.config import Cluster as ConfigCluster
+from app.config import Community as ConfigCommunity
+from app.config import CostMatch, HubmeterConfig
+from app.config import Hub as ConfigHub
 from app.costapi.forecast import AlertState, forecast_month
-from tests.api.conftest import Client, World
+from app.costs import service as cost_service
+from app.costs.models import CostLine
+from app.costs.records import Window
+from app.hubs import service as hub_service
+from app.hubs.models import Hub
+from app.ingestion.models import IngestionBatch
+from app.usage.models import UsageHour
+from tests.api.conftest import Client, World, make_app
 
 MONTH = date(2026, 10, 1)
 
@@ -40,6 +59,8 @@ def test_the_forecast_extends_the_last_seven_days() -> None:
 
 
 def test_days_not_attributed_yet_are_forecast_and_today_never_counts() -> None:
+    # The formula alone; which days count is the service's call, tested through the API with
+    # a real attribution run below.
     amounts = {1: "5", 2: "5", 3: "5", 20: "999"}
     result = forecast_month(
         month=MONTH,
@@ -173,3 +194,190 @@ def test_a_month_that_has_not_started_is_refused(world: World, client_as: Client
     )
     assert past["days_attributed"] == 0
     assert past["alert_state"] == "no_data"
+
+
+# --- the bill lags usage: what a real attribution run leaves in force ---------------------
+
+
+LAG_TODAY = date(2026, 10, 21)
+LAG_NOW = datetime(2026, 10, 21, 9, 30, tzinfo=UTC)
+
+
+def lagging_config() -> HubmeterConfig:
+    return HubmeterConfig(
+        clusters=[
+            ConfigCluster(
+                name="atlantic", provider="gcp", costs=CostMatch(projects=["atlantic-project"])
+            )
+        ],
+        communities=[
+            ConfigCommunity(
+                id="ocean-lab",
+                name="Ocean Lab",
+                billing_email="a@ocean.example.org",
+                plan="cost-recovery",
+            )
+        ],
+        hubs=[
+            ConfigHub(
+                name="ocean",
+                cluster="atlantic",
+                community="ocean-lab",
+                monthly_budget=Decimal("1000"),
+            )
+        ],
+    )
+
+
+def daily_line(batch_id: int, day: int, amount: str, *, estimated: bool = False) -> CostLine:
+    """One day of the cluster's shared compute, billed (or a list-price estimate)."""
+    start = datetime(2026, 10, day, tzinfo=UTC)
+    return CostLine(
+        batch_id=batch_id,
+        source="bill",
+        source_row=f"{day}-{estimated}",
+        estimated=estimated,
+        provider="gcp",
+        billing_account_id="ACCOUNT",
+        sub_account_id="atlantic-project",
+        service_name="Compute Engine",
+        sku_description="N2 Instance Ram running in Americas",
+        charge_period_start=start,
+        charge_period_end=start + timedelta(days=1),
+        charge_category="usage",
+        billed_cost=Decimal(amount),
+        credits=Decimal(0),
+        net_cost=Decimal(amount),
+        currency="USD",
+        component="compute",
+        labels={},
+    )
+
+
+def test_days_the_bill_has_not_reached_are_forecast_not_counted_as_zero(
+    fresh_engine: Engine,
+) -> None:
+    """Usage runs to yesterday (the 20th); the bill reaches the 18th, with a list-price estimate
+    for the 19th and nothing yet for the 20th. The scheduled attribution run (the trailing days
+    through today) puts every day in force, the 19th with estimates and the 20th with nothing."""
+    migrate.upgrade(fresh_engine)
+    config = lagging_config()
+    billed = {day: Decimal(10 + day) for day in range(1, 19)}
+    with Session(fresh_engine) as session:
+        hub_service.sync_from_config(session=session, config=config, now=LAG_NOW)
+        hub = session.scalars(select(Hub)).one()
+        users, _ = hub_service.get_or_create_users(
+            session=session, wanted={(hub.id, "alice"), (hub.id, "bob")}, now=LAG_NOW
+        )
+        usage_batch = IngestionBatch(
+            kind="usage",
+            source="atlantic",
+            window_start=datetime(2026, 10, 1, tzinfo=UTC),
+            window_end=datetime(2026, 10, 21, tzinfo=UTC),
+            started_at=LAG_NOW,
+            finished_at=LAG_NOW,
+            stats={},
+        )
+        cost_batch = IngestionBatch(
+            kind="costs",
+            source="bill",
+            window_start=datetime(2026, 10, 1, tzinfo=UTC),
+            window_end=datetime(2026, 10, 21, tzinfo=UTC),
+            started_at=LAG_NOW,
+            finished_at=LAG_NOW,
+            stats={},
+        )
+        session.add_all([usage_batch, cost_batch])
+        session.flush()
+        for day in range(1, 21):
+            for user_id in users.values():
+                session.add(
+                    UsageHour(
+                        batch_id=usage_batch.id,
+                        cluster_name="atlantic",
+                        namespace="ocean",
+                        hub_id=hub.id,
+                        user_id=user_id,
+                        hour=datetime(2026, 10, day, 10, tzinfo=UTC),
+                        server_seconds=Decimal(3600),
+                        memory_request_byte_seconds=Decimal(2**30 * 3600),
+                        cpu_request_core_seconds=Decimal(0),
+                        memory_usage_byte_seconds=Decimal(0),
+                        cpu_usage_core_seconds=Decimal(0),
+                        gpu_request_seconds=Decimal(0),
+                        home_storage_byte_seconds=Decimal(0),
+                    )
+                )
+        for day, amount in billed.items():
+            session.add(daily_line(cost_batch.id, day, str(amount)))
+        session.add(daily_line(cost_batch.id, 19, "29.5", estimated=True))
+        _, token = token_service.create_token(
+            session=session,
+            name="viewer",
+            role=Role.viewer,
+            community_id="ocean-lab",
+            created_by="test",
+            now=LAG_NOW,
+        )
+        attribute_period(
+            session=session,
+            config=config,
+            period=Period(date(2026, 10, 1), LAG_TODAY + timedelta(days=1)),
+            now=LAG_NOW,
+            created_by="test",
+        )
+        session.commit()
+        hub_id = hub.id
+
+    client = TestClient(make_app(fresh_engine), headers={"Authorization": f"Bearer {token}"})
+    path = f"/api/v1/hubs/{hub_id}/month-to-date"
+    body = client.get(path).json()
+    assert body["days_attributed"] == 18
+    assert body["last_attributed_day"] == "2026-10-18"
+    month_to_date = sum(billed.values(), Decimal(0))
+    assert Decimal(body["month_to_date"]) == month_to_date  # 351
+    last_week = sum((billed[d] for d in range(12, 19)), Decimal(0))
+    assert Decimal(body["run_rate_per_day"]) == last_week / 7  # 25
+    # The 19th to the 31st (13 days) at the run rate of the billed days.
+    assert Decimal(body["forecast"]) == month_to_date + last_week / 7 * 13  # 676
+    assert Decimal(body["estimated"]) == Decimal("29.5")  # beside month_to_date, not in it
+    assert body["alert_state"] == "ok"
+    community = client.get("/api/v1/communities/ocean-lab/month-to-date").json()
+    assert Decimal(community["month_to_date"]) == month_to_date
+
+    # The bill for the 19th arrives and replaces its estimate; until attribution runs again, the
+    # allocations in force for the 19th are still estimates, so the day does not count yet.
+    with Session(fresh_engine) as session:
+        arrival = IngestionBatch(
+            kind="costs",
+            source="bill-19",
+            window_start=datetime(2026, 10, 19, tzinfo=UTC),
+            window_end=datetime(2026, 10, 20, tzinfo=UTC),
+            started_at=LAG_NOW,
+            finished_at=LAG_NOW,
+            stats={},
+        )
+        session.add(arrival)
+        session.flush()
+        session.add(daily_line(arrival.id, 19, "29"))
+        session.flush()
+        retired = cost_service.retire_covered_estimates(
+            session=session,
+            window=Window(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 22, tzinfo=UTC)),
+        )
+        assert retired == 1
+        session.commit()
+    assert client.get(path).json()["days_attributed"] == 18
+    with Session(fresh_engine) as session:
+        attribute_period(
+            session=session,
+            config=config,
+            period=Period(date(2026, 10, 14), LAG_TODAY + timedelta(days=1)),
+            now=LAG_NOW,
+            created_by="test",
+        )
+        session.commit()
+    body = client.get(path).json()
+    assert body["days_attributed"] == 19
+    assert Decimal(body["month_to_date"]) == month_to_date + 29
+    assert Decimal(body["estimated"]) == 0
