@@ -32,6 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from app.money import EXACT_SUM
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -136,7 +138,10 @@ def _money_sum_sqlite(element: money_sum, compiler: Any, **kw: Any) -> str:
 
 
 class _DecimalSum:
-    """SQLite aggregate: exact sum of decimal text; NULL when every input is NULL, like SUM."""
+    """SQLite aggregate: exact sum of decimal text; NULL when every input is NULL, like SUM.
+
+    Adds in `EXACT_SUM`, as PostgreSQL's SUM over NUMERIC does, so the same rows sum to the same
+    value on both databases (the default context would round at 28 significant digits)."""
 
     def __init__(self) -> None:
         self.total: Decimal | None = None
@@ -147,7 +152,7 @@ class _DecimalSum:
         if isinstance(value, float):
             raise TypeError("decimal_sum() got a float")
         amount = Decimal(value)
-        self.total = amount if self.total is None else self.total + amount
+        self.total = amount if self.total is None else EXACT_SUM.add(self.total, amount)
 
     def finalize(self) -> str | None:
         return None if self.total is None else format(self.total, "f")

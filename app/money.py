@@ -1,20 +1,72 @@
-"""Exact money: parsing, rounding to a currency's minor unit, and splitting a whole into parts.
+"""Exact money: parsing, rounding to a currency's minor unit, adding, and splitting a whole into
+parts.
 
 Pure functions on `Decimal`. Every split in hubmeter goes through `split_by_weights`, so the parts
-always add up to the whole, exactly.
+always add up to the whole, exactly; every sum of money goes through `exact_sum` (or is computed
+inside `localcontext(EXACT_SUM)`), so it is never rounded.
+
+Why sums need their own context: Python's default decimal context keeps 28 significant digits,
+and an addition whose exact result needs more is rounded silently. Cloud amounts easily need
+more: GCP's FLOAT64 costs are stored with 15 significant digits and exponents down to 1e-38
+(`app.costs.values.float64_decimal`), so 1234.56 + 1.23456789012345E-12 needs 30 digits and
+would come out as 1234.560000000001234567890123. Two defences:
+
+- `EXACT_SUM`: a context with a precision no sum of amounts can reach and the `Inexact` trap
+  set, so an addition that would round raises `decimal.Inexact` instead of losing a digit.
+  `exact_sum` adds with it; hot loops that add many amounts run inside
+  `localcontext(EXACT_SUM)` (this is how attribution adds, and the SQLite `money_sum`).
+- `use_exact_decimal_defaults()`, called when the `app` package is imported: the process-wide
+  default context (`decimal.DefaultContext`, which every new thread starts from, and the
+  importing thread's current context) gets `DEFAULT_PRECISION` digits, so no other path rounds
+  a sum at 28 digits either. It does not trap: divisions elsewhere still round (at far more
+  digits than they are ever quantized to).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
+import decimal
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
-# Enough digits for any amount a cloud bill or a year of usage can produce, so that no
-# intermediate product or quotient is ever rounded by the context itself.
+# For products and quotients that are rounded or quantized afterwards (rates, usage averages):
+# enough digits for any amount a cloud bill or a year of usage can produce, so that no
+# intermediate result is rounded by the context itself. Not for sums: see EXACT_SUM.
 EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+# Significant digits of an exact sum. Amounts have at most a few dozen digits (GCP: 15
+# significant digits, exponents from 1e-38; bills far below 1e18), so a sum of any number of them
+# needs well under a hundred; this leaves room for any input and still keeps a division that
+# strays into this context cheap (it raises Inexact after 1,000 digits instead of running out of
+# memory, as it would at decimal.MAX_PREC).
+EXACT_SUM_PRECISION = 1_000
+
+# Adds, subtracts and multiplies exactly or raises `decimal.Inexact`: never rounds silently.
+EXACT_SUM = Context(
+    prec=EXACT_SUM_PRECISION,
+    rounding=ROUND_HALF_EVEN,
+    Emax=MAX_EMAX,
+    Emin=MIN_EMIN,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
+)
+
+# The process-wide default precision (see `use_exact_decimal_defaults`): more than any sum of
+# amounts needs (see EXACT_SUM_PRECISION), and cheap for the divisions that run in the default
+# context before being quantized (percentages, GiB-hours for display).
+DEFAULT_PRECISION = 100
 
 # The finest step at which a split is made. Cloud bills carry up to 1e-11 (FOCUS); a whole with
 # finer digits (a GCP float like 1.2345678901234e-07) is split at its own precision instead.
@@ -32,6 +84,36 @@ ZERO = Decimal(0)
 
 class MoneyError(ValueError):
     """An amount that is not a finite decimal number."""
+
+
+def use_exact_decimal_defaults() -> None:
+    """Raise the default decimal precision from Python's 28 digits to `DEFAULT_PRECISION`, for
+    new threads (`decimal.DefaultContext`) and for the calling thread's current context.
+
+    Called when the `app` package is imported, so every command, job, test and server thread
+    starts with it; only ever raises the precision (a caller that chose more keeps it).
+    """
+    if decimal.DefaultContext.prec < DEFAULT_PRECISION:
+        decimal.DefaultContext.prec = DEFAULT_PRECISION
+    current = decimal.getcontext()
+    if current.prec < DEFAULT_PRECISION:
+        current.prec = DEFAULT_PRECISION
+
+
+def exact_sum(values: Iterable[Decimal], start: Decimal = ZERO) -> Decimal:
+    """`start` plus every value, exactly (in `EXACT_SUM`, whatever the current context).
+
+    Raises `decimal.Inexact` rather than round, which no sum of amounts can make it do."""
+    add = EXACT_SUM.add
+    total = start
+    for value in values:
+        total = add(total, value)
+    return total
+
+
+def exact_difference(a: Decimal, b: Decimal) -> Decimal:
+    """`a - b`, exactly (in `EXACT_SUM`)."""
+    return EXACT_SUM.subtract(a, b)
 
 
 def parse_decimal(text: str) -> Decimal:
@@ -71,35 +153,63 @@ def split_by_weights(
     after flooring go to the largest remainders; ties go to the larger weight, then to the key
     that sorts first by its repr, so the result does not depend on the order of `weights`.
     Zero weights get zero. Weights must be non-negative and not all zero.
+
+    The shares are computed in integers (the whole in units of 10**-places, the weights scaled
+    to integers by a common power of ten), so every floor and remainder is exact however many
+    digits the whole and the weights have: an exact sum of GCP amounts can have fifty.
     """
     if not weights:
         raise ValueError("cannot split an amount over no parts")
     if any(w < 0 for w in weights.values()):
         raise ValueError("weights must be non-negative")
-    total_weight = sum(weights.values(), ZERO)
-    if total_weight == 0:
-        raise ValueError("cannot split an amount by weights that are all zero")
     if places is None:
         places = split_places(whole)
-    quantum = Decimal(1).scaleb(-places)
-    with localcontext(EXACT):
-        whole_units = (whole / quantum).to_integral_value()
-        if whole_units * quantum != whole:
+    with localcontext(EXACT_SUM):
+        scaled = whole.scaleb(places)
+        if scaled != scaled.to_integral_value():
             raise ValueError(f"{whole} has more than {places} decimal places")
-        sign = -1 if whole_units < 0 else 1
-        units = abs(int(whole_units))
-        floors: dict[K, int] = {}
-        remainders: list[tuple[Decimal, Decimal, str, K]] = []
-        for key, weight in weights.items():
-            exact = units * weight / total_weight
-            floor = int(exact)  # exact >= 0, so int() floors
-            floors[key] = floor
-            remainders.append((exact - floor, weight, repr(key), key))
-        leftover = units - sum(floors.values())
-        remainders.sort(key=lambda r: (-r[0], -r[1], r[2]))
-        for _, _, _, key in remainders[:leftover]:
-            floors[key] += 1
+    whole_units = int(scaled)
+    integer_weights = _integer_weights(weights)
+    total_weight = sum(integer_weights.values())
+    if total_weight == 0:
+        raise ValueError("cannot split an amount by weights that are all zero")
+    sign = -1 if whole_units < 0 else 1
+    units = abs(whole_units)
+    floors: dict[K, int] = {}
+    remainders: list[tuple[int, Decimal, str, K]] = []
+    for key, weight in integer_weights.items():
+        # units * weight / total_weight = floor + remainder / total_weight, exactly.
+        floor, remainder = divmod(units * weight, total_weight)
+        floors[key] = floor
+        remainders.append((remainder, weights[key], repr(key), key))
+    leftover = units - sum(floors.values())
+    remainders.sort(key=lambda r: (-r[0], -r[1], r[2]))
+    for _, _, _, key in remainders[:leftover]:
+        floors[key] += 1
+    quantum = Decimal(1).scaleb(-places)
+    with localcontext(EXACT_SUM):
         return {key: (sign * floors[key]) * quantum for key in weights}
+
+
+def _integer_weights(weights: Mapping[K, Decimal]) -> dict[K, int]:
+    """The weights times the smallest power of ten that makes them all integers (the same
+    proportions, so the same shares)."""
+    out: dict[K, int] = {}
+    fractional = False
+    for key, weight in weights.items():
+        whole = int(weight)
+        if whole != weight:
+            fractional = True
+            break
+        out[key] = whole
+    if not fractional:
+        return out
+    shift = 0
+    for weight in weights.values():
+        exponent = weight.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite: checked non-negative above
+        shift = max(shift, -exponent)
+    return {key: int(weight.scaleb(shift, EXACT_SUM)) for key, weight in weights.items()}
 
 
 def split_evenly(

@@ -5,7 +5,9 @@ Late cloud data keeps arriving for days, so each run attributes the trailing win
 invoice is still open (the first `INVOICE_MONTH_CLOSE_DAYS` days of a month), that whole month
 too. Days whose cost lines, usage and policy have not changed since the run in force keep it:
 a run that finds nothing new writes nothing, so the job can run every hour. One job run, one
-transaction: killed, it changes nothing.
+transaction: killed, it changes nothing. A run whose allocations do not add up to the cost
+lines in the database is refused inside that transaction (`service.ConservationError`): the job
+run fails, and nothing of it is stored.
 
     python -m jobs.attribute                 # the trailing window
     python -m jobs.attribute --month 2026-10 # a calendar month

@@ -113,9 +113,9 @@ def refresh_price_book(runtime: Runtime) -> str:
 def attribute(runtime: Runtime) -> str:
     from jobs import attribute as job
 
+    # A run whose allocations do not add up to the cost lines is refused inside its
+    # transaction (and recorded as failed), so a report that comes back balances.
     report = job.attribute(runtime)
-    if not report.balanced:
-        raise JobError(f"allocations of {report.period} do not add up to the cost lines")
     return f"{report.period.start}..{report.period.end}: " + (
         f"run {report.run_id}" if report.changed else "no changes"
     )

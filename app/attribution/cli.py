@@ -18,7 +18,7 @@ from rich.table import Table
 
 from app.attribution import service
 from app.attribution.rules import REASONS, Period, PolicyError, describe_rule
-from app.money import format_amount
+from app.money import exact_difference, format_amount
 from app.tables import write_csv
 
 # Sentences are not wrapped at 80 columns when the output is piped (scripts grep it).
@@ -110,9 +110,10 @@ def attribute(
     """Divide the period's cloud bill among hubs and users, and put the result in force.
 
     Prints the totals per community, the unattributed amount with its reasons, the estimated
-    share, the check that every day's allocations add up to its cost lines exactly, and what
-    changed against the runs this one replaces. A period whose inputs have not changed since
-    it was last attributed is left as it is.
+    share, the check that every day's allocations add up to its cost lines exactly (both
+    summed by the database), and what changed against the runs this one replaces. A period
+    whose inputs have not changed since it was last attributed is left as it is; a run that
+    does not add up is refused (exit status 1) and nothing of it is stored.
     """
     from app.clock import utcnow
     from app.db import transaction
@@ -137,12 +138,14 @@ def attribute(
             names = service.community_names(session=session)
     except (service.AttributionError, PolicyError) as exc:
         raise _usage_error(str(exc)) from exc
+    except service.ConservationError as exc:
+        # Refused inside the transaction: nothing was stored. Say what did not add up.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
     if output_format == "json":
         console.print_json(json.dumps(report_json(report)))
     else:
         print_report(report, names)
-    if not report.balanced:  # pragma: no cover - the core guarantees conservation
-        raise typer.Exit(1)
 
 
 def report_json(report: service.RunReport) -> dict[str, Any]:
@@ -158,6 +161,7 @@ def report_json(report: service.RunReport) -> dict[str, Any]:
         "allocated_total": format_amount(report.allocated_total),
         "unattributed_total": format_amount(report.unattributed_total),
         "estimated_total": format_amount(report.estimated_total),
+        "allocations_total": format_amount(report.allocations_total),
         "balanced": report.balanced,
         "by_community": {k: format_amount(v) for k, v in report.by_community.items()},
         "unattributed_by_reason": {
@@ -214,10 +218,12 @@ def print_report(report: service.RunReport, community_names: dict[str, str]) -> 
     for reason, amount in report.unattributed_by_reason.items():
         table.add_row(f"  {reason}", escape(REASONS.get(reason, "")), _amount(amount))
     table.add_section()
-    total = report.allocated_total + report.unattributed_total
-    table.add_row("allocations, total", "", _amount(total))
-    table.add_row("net cost of the cost lines", "", _amount(report.cost_total))
-    difference = total - report.cost_total
+    # Both figures are the database's own sums (allocations in force; the cost lines' net
+    # cost, sliced into days as attribution slices them): not the attribution's bookkeeping.
+    total = report.allocations_total
+    table.add_row("allocations, total", "in the database", _amount(total))
+    table.add_row("net cost of the cost lines", "in the database", _amount(report.cost_total))
+    difference = exact_difference(total, report.cost_total)
     balanced_days = sum(1 for d in report.days if d.difference == 0)
     check = (
         f"adds up exactly: {balanced_days} of {days} days"
@@ -232,10 +238,6 @@ def print_report(report: service.RunReport, community_names: dict[str, str]) -> 
     )
     table.add_row("estimated (bill not arrived)", share, _amount(report.estimated_total))
     console.print(table)
-    if not report.balanced:  # pragma: no cover - the core guarantees conservation
-        for d in report.days:
-            if d.difference:
-                err.print(f"{d.day}: cost {d.cost}, allocated {d.allocated}")
     if report.changed and report.previous_run_ids:
         _print_changes(report)
 

@@ -12,7 +12,8 @@ How a cost becomes allocations:
    accounts or labels), or unattributed with a reason.
 2. Items are summed into **cells**: same classification, component, driver, estimated flag,
    currency and charge period. Only cells are split, so half a million hourly lines make a few
-   thousand splits.
+   thousand splits. Every sum here is exact (`allocate` runs in `app.money.EXACT_SUM`): GCP's
+   15-digit amounts down to 1e-38 next to thousands need more than the default 28 digits.
 3. A cell whose charge period spans several UTC days is first cut into **day slices** in
    proportion to the seconds it overlaps each day.
 4. Each slice is **split**, always with `app.money.split_by_weights` (largest remainder), so the
@@ -36,12 +37,15 @@ from operator import attrgetter
 from typing import Any
 
 from app.config import ComputeDriver, HubmeterConfig, NoUsagePolicy, SplitMode
-from app.money import EXACT, ZERO, split_by_weights, split_evenly
+from app.money import EXACT, EXACT_SUM, ZERO, exact_difference, split_by_weights, split_evenly
 
 GIB = 1024**3
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-ALGORITHM_VERSION = 1
+# Part of every run's policy, hence of every day's input fingerprint: bumped whenever the same
+# inputs can give different allocations, so that re-runs recompute days rather than copy them.
+# 2: sums are exact at any number of digits (1 rounded them at 28 significant digits).
+ALGORITHM_VERSION = 2
 
 # --- rules: the `rule` column of an allocation ------------------------------------------------
 
@@ -746,17 +750,20 @@ class AllocationResult:
 
     def allocated_by_day(self) -> dict[tuple[date, str], Decimal]:
         totals: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
-        for allocation in self.allocations:
-            totals[(allocation.day, allocation.currency)] += allocation.amount
+        with localcontext(EXACT_SUM):
+            for allocation in self.allocations:
+                totals[(allocation.day, allocation.currency)] += allocation.amount
         return dict(totals)
 
     def imbalances(self) -> dict[tuple[date, str], Decimal]:
-        """Days (and currencies) whose allocations do not add up to their cost: always empty."""
+        """Days (and currencies) whose allocations do not add up to the cost the core gave
+        them: always empty. This is the core checking itself (a property tests rely on); the
+        check that counts is the service's, against the cost lines in the database."""
         allocated = self.allocated_by_day()
         keys = set(allocated) | set(self.cost_by_day)
         out = {}
         for key in keys:
-            difference = allocated.get(key, ZERO) - self.cost_by_day.get(key, ZERO)
+            difference = exact_difference(allocated.get(key, ZERO), self.cost_by_day.get(key, ZERO))
             if difference:
                 out[key] = difference
         return out
@@ -951,7 +958,19 @@ def allocate(
     items; the result does not depend on the order of the inputs. `tracer`, if given, sees
     every step of every split (this is how an allocation is explained).
     """
-    classifier = Classifier(policy)
+    # Every sum below (cells, pools, rows, driver units) is exact: the default context would
+    # round at 28 significant digits, and an exact sum of GCP amounts can need fifty.
+    with localcontext(EXACT_SUM):
+        return _allocate(cost_items, usage, policy, period, tracer)
+
+
+def _allocate(
+    cost_items: Iterable[CostItem],
+    usage: Iterable[UsageRow],
+    policy: Policy,
+    period: Period,
+    tracer: Callable[[TracePart], None] | None,
+) -> AllocationResult:
     options = policy.options
     hubs = {h.id: h for h in policy.hubs}
     active_hubs_of: dict[str, list[int]] = defaultdict(list)
@@ -960,6 +979,39 @@ def allocate(
             active_hubs_of[hub.cluster].append(hub.id)
     fixed_weights = _fixed_weights(policy)
 
+    cells = _cells(cost_items, Classifier(policy), options)
+    index = _UsageIndex(usage, policy)
+    acc = _Accumulator(tracer)
+    cost_by_day: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
+    period_days = set(period.days())
+
+    # Sorted, so that the pools and allocations come out in the same order for any input order.
+    for cell in sorted(cells.values(), key=_cell_order):
+        slices = day_slices(cell.start, cell.end, cell.net_cost)
+        total_seconds = (cell.end - cell.start).total_seconds()
+        for day, amount in slices.items():
+            if day not in period_days:
+                continue
+            cost_by_day[(day, cell.currency)] += amount
+            start, end = _slice_bounds(cell.start, cell.end, day)
+            capacity = cell.capacity
+            if capacity is not None and len(slices) > 1 and total_seconds > 0:
+                with localcontext(EXACT):
+                    capacity = (
+                        capacity * Decimal((end - start).total_seconds()) / Decimal(total_seconds)
+                    )
+            _SliceSplit(acc, cell, day, start, end, amount, index).run(
+                capacity, options, active_hubs_of, fixed_weights
+            )
+
+    return _result(acc, hubs, dict(cost_by_day))
+
+
+def _cells(
+    cost_items: Iterable[CostItem], classifier: Classifier, options: Options
+) -> dict[tuple[Any, ...], _Cell]:
+    """The cost items summed into cells: same classification, component, driver, estimated
+    flag, currency and charge period. Call inside `localcontext(EXACT_SUM)`."""
     cells: dict[tuple[Any, ...], _Cell] = {}
     for item in cost_items:
         target = classifier.classify(item)
@@ -997,32 +1049,23 @@ def allocate(
         paid_for = capacity_in(item.consumed_unit, item.consumed_quantity)
         if paid_for is not None and paid_for[0] == DRIVERS[driver].capacity_kind:
             cell.capacity = paid_for[1] if cell.capacity is None else cell.capacity + paid_for[1]
+    return cells
 
-    index = _UsageIndex(usage, policy)
-    acc = _Accumulator(tracer)
-    cost_by_day: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
-    period_days = set(period.days())
 
-    # Sorted, so that the pools and allocations come out in the same order for any input order.
-    for cell in sorted(cells.values(), key=_cell_order):
-        slices = day_slices(cell.start, cell.end, cell.net_cost)
-        total_seconds = (cell.end - cell.start).total_seconds()
-        for day, amount in slices.items():
-            if day not in period_days:
-                continue
-            cost_by_day[(day, cell.currency)] += amount
-            start, end = _slice_bounds(cell.start, cell.end, day)
-            capacity = cell.capacity
-            if capacity is not None and len(slices) > 1 and total_seconds > 0:
-                with localcontext(EXACT):
-                    capacity = (
-                        capacity * Decimal((end - start).total_seconds()) / Decimal(total_seconds)
-                    )
-            _SliceSplit(acc, cell, day, start, end, amount, index).run(
-                capacity, options, active_hubs_of, fixed_weights
-            )
-
-    return _result(acc, hubs, dict(cost_by_day))
+def sliced_cost_by_day(
+    cost_items: Iterable[CostItem], policy: Policy, period: Period
+) -> dict[tuple[date, str], Decimal]:
+    """The net cost each day (and currency) of `period` gets from `cost_items`, sliced exactly
+    as `allocate` slices it: the items summed into the cells `allocate` splits, each cell cut
+    into the days it overlaps by `day_slices`. What a day's allocations must add up to."""
+    days = set(period.days())
+    out: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
+    with localcontext(EXACT_SUM):
+        for cell in _cells(cost_items, Classifier(policy), policy.options).values():
+            for day, amount in day_slices(cell.start, cell.end, cell.net_cost).items():
+                if day in days:
+                    out[(day, cell.currency)] += amount
+    return dict(out)
 
 
 def _cell_order(cell: _Cell) -> tuple[Any, ...]:
@@ -1410,4 +1453,5 @@ __all__ = [
     "day_slices",
     "driver_for",
     "policy_from_config",
+    "sliced_cost_by_day",
 ]

@@ -1,16 +1,36 @@
 """What the attribution API and the `allocations` commands answer with.
 
-Amounts are `Decimal` and serialise as exact decimal strings; driver units are base units
-(byte-seconds, seconds) as exact strings, with a human reading beside them.
+Amounts follow the API's convention (`app.costapi.schemas.Amount`): exact plain decimal strings,
+never a float and never an exponent (a split of 0.00000000010 into three has parts of
+0.00000000004, which plain `Decimal` would write as "4E-11"). Driver units are base units
+(byte-seconds, seconds) written the same way, with a human reading beside them.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+
+from app.costapi.schemas import DECIMAL_PATTERN, Amount
+from app.money import format_amount
+
+# Driver units are exact (not rounded like the cost API's display quantities).
+Units = Annotated[
+    Decimal,
+    PlainSerializer(format_amount, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DECIMAL_PATTERN,
+            "description": "Driver units in base units (byte-seconds, GPU-seconds), exact, as "
+            "a decimal string.",
+            "examples": ["38654705664000"],
+        }
+    ),
+]
 
 
 class _Out(BaseModel):
@@ -29,7 +49,7 @@ class AllocationOut(_Out):
     user: str | None
     component: str
     rule: str
-    amount: Decimal
+    amount: Amount
     currency: str
     estimated: bool
 
@@ -50,13 +70,13 @@ class PoolOut(_Out):
     driver_description: str
     estimated: bool
     currency: str
-    net_cost: Decimal
+    net_cost: Amount
     cost_line_count: int
     first_cost_line_id: int | None
     last_cost_line_id: int | None
     charge_periods: int
-    driver_units: Decimal
-    capacity_units: Decimal | None
+    driver_units: Units
+    capacity_units: Units | None
 
 
 class ShareStep(_Out):
@@ -64,10 +84,10 @@ class ShareStep(_Out):
 
     stage: str  # "hub": the cost across hubs; "user": the hub's part across its users
     rule: str
-    whole: Decimal
-    amount: Decimal
-    units: Decimal | None
-    of_units: Decimal | None
+    whole: Amount
+    amount: Amount
+    units: Units | None
+    of_units: Units | None
     units_readable: str | None
     of_units_readable: str | None
 
@@ -78,12 +98,12 @@ class ChargePeriodShare(_Out):
 
     charge_period_start: datetime
     charge_period_end: datetime
-    net_cost: Decimal
+    net_cost: Amount
     cost_lines: int
     first_cost_line_id: int | None
     last_cost_line_id: int | None
     steps: list[ShareStep]
-    amount: Decimal
+    amount: Amount
 
 
 class CostLineOut(_Out):
@@ -95,7 +115,7 @@ class CostLineOut(_Out):
     project: str | None
     charge_period_start: datetime
     charge_period_end: datetime
-    net_cost: Decimal
+    net_cost: Amount
     currency: str
     estimated: bool
     labels: dict[str, str]
@@ -122,8 +142,8 @@ class AllocationExplanation(_Out):
     cost_line_filter: str
     cost_lines: list[CostLineOut]
     cost_lines_now: int
-    cost_lines_net_cost_now: Decimal
-    recomputed_amount: Decimal | None
+    cost_lines_net_cost_now: Amount
+    recomputed_amount: Amount | None
     reproducible: bool
     notes: list[str]
 
@@ -135,16 +155,16 @@ class RunOut(_Out):
     created_at: datetime
     created_by: str
     currency: str
-    cost_total: Decimal
-    allocated_total: Decimal
-    unattributed_total: Decimal
-    estimated_total: Decimal
+    cost_total: Amount
+    allocated_total: Amount
+    unattributed_total: Amount
+    estimated_total: Amount
     previous_run_id: int | None
     days_in_force: int
     note: str | None
 
 
 class RunDetail(RunOut):
-    by_community: dict[str, Decimal]
-    unattributed_by_reason: dict[str, Decimal]
+    by_community: dict[str, Amount]
+    unattributed_by_reason: dict[str, Amount]
     changes: dict[str, Any]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import (
@@ -58,6 +58,7 @@ from app.attribution.rules import (
     driver_for,
     policy_from_config,
     readable_units,
+    sliced_cost_by_day,
 )
 from app.attribution.schemas import (
     AllocationExplanation,
@@ -74,7 +75,7 @@ from app.config import ConfigError, HubmeterConfig
 from app.costs.models import CostLine
 from app.db import money_sum
 from app.hubs.models import Community, Hub, HubUser
-from app.money import ZERO, format_amount
+from app.money import EXACT_SUM, ZERO, exact_difference, exact_sum, format_amount
 from app.usage.models import UsageHour
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class AttributionError(ValueError):
 
 @dataclass
 class DayCheck:
-    """One day's conservation check: the net cost of its cost lines and what was allocated."""
+    """One day's conservation check, both sides read from the database: the net cost of its
+    cost lines (`cost_lines_by_day`) and the allocations in force for it (`allocated_by_day`)."""
 
     day: date
     cost: Decimal
@@ -101,7 +103,7 @@ class DayCheck:
 
     @property
     def difference(self) -> Decimal:
-        return self.allocated - self.cost
+        return exact_difference(self.allocated, self.cost)
 
 
 @dataclass
@@ -115,7 +117,7 @@ class Change:
 
     @property
     def difference(self) -> Decimal:
-        return self.after - self.before
+        return exact_difference(self.after, self.before)
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -148,15 +150,61 @@ class RunReport:
     hub_changes: list[Change] = field(default_factory=list)
     community_changes: list[Change] = field(default_factory=list)
     reason_changes: list[Change] = field(default_factory=list)
+    # Cost lines or allocations of the period in another currency than the run's (never
+    # balanced: a run has one currency).
+    other_currencies: list[str] = field(default_factory=list)
+    # Days whose inputs had not changed but whose allocations in force did not add up to their
+    # cost lines: recomputed rather than copied.
+    days_rebalanced: list[date] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return self.run_id is not None
 
     @property
+    def allocations_total(self) -> Decimal:
+        """Σ of the allocations in force over the period, as the database sums them."""
+        return exact_sum(check.allocated for check in self.days)
+
+    @property
     def balanced(self) -> bool:
-        return all(check.difference == 0 for check in self.days) and (
-            self.allocated_total + self.unattributed_total == self.cost_total
+        """Every day's allocations in the database add up to its cost lines in the database,
+        and so do the totals per community and reason the run reports and keeps."""
+        return not self.imbalances()
+
+    def imbalances(self) -> list[str]:
+        """What does not add up, for people (empty when balanced)."""
+        problems = [
+            f"{check.day}: allocations {format_amount(check.allocated)}, cost lines "
+            f"{format_amount(check.cost)}"
+            for check in self.days
+            if check.difference
+        ]
+        reported = exact_sum([self.allocated_total, self.unattributed_total])
+        if reported != self.cost_total:
+            problems.append(
+                f"totals: attributed {format_amount(self.allocated_total)} + unattributed "
+                f"{format_amount(self.unattributed_total)} = {format_amount(reported)}, cost "
+                f"lines {format_amount(self.cost_total)}"
+            )
+        return problems + self.other_currencies
+
+
+class ConservationError(RuntimeError):
+    """A run whose allocations do not add up to the cost lines in the database. It was refused:
+    nothing of it was stored. `report` is what it would have reported."""
+
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+        problems = report.imbalances()
+        shown = "; ".join(problems[:5])
+        if len(problems) > 5:
+            shown += f"; and {len(problems) - 5} more"
+        super().__init__(
+            f"the allocations of {report.period.start}..{report.period.end} do not add up to "
+            f"the net cost of the cost lines in the database ({shown}); the run was refused "
+            "and nothing was stored. If cost lines were being imported meanwhile, attribute "
+            "again; otherwise this is a bug in hubmeter: please report it with this message"
         )
 
 
@@ -192,13 +240,32 @@ def load_cost_items(
 ) -> dict[date, list[CostItem]]:
     """The cost lines overlapping `period`, summed over the lines that agree on everything
     attribution looks at, and listed under each day they overlap."""
-    keys = policy.match_label_keys()
-    label_columns = [CostLine.labels[key].as_string() for key in keys]
+    grouped = _grouping_columns(policy)
+    start, end = period.start_datetime, period.end_datetime
+    overlapping = (
+        CostLine.charge_period_start < end,
+        or_(CostLine.charge_period_end > start, CostLine.charge_period_start >= start),
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        groups = _group_on_sqlite(session, grouped, overlapping)
+    else:
+        groups = _group_in_sql(session, grouped, overlapping)
+    by_day: dict[date, list[CostItem]] = defaultdict(list)
+    for item in _items_of_groups(policy, groups):
+        for day in _days_overlapped(item.charge_period_start, item.charge_period_end):
+            if period.start <= day < period.end:
+                by_day[day].append(item)
+    return by_day
+
+
+def _grouping_columns(policy: Policy) -> list[Any]:
+    """What cost lines are grouped by before attribution: everything classification, drivers
+    and cells look at (the label values of `policy.match_label_keys()` last)."""
     gpu = case(
         (func.lower(func.coalesce(CostLine.sku_description, "")).like("%gpu%"), True),
         else_=False,
     )
-    grouped = [
+    return [
         CostLine.charge_period_start,
         CostLine.charge_period_end,
         CostLine.component,
@@ -208,36 +275,38 @@ def load_cost_items(
         CostLine.billing_account_id,
         CostLine.consumed_unit,
         gpu,
-        *label_columns,
+        *(CostLine.labels[key].as_string() for key in policy.match_label_keys()),
     ]
-    start, end = period.start_datetime, period.end_datetime
-    overlapping = (
-        CostLine.charge_period_start < end,
-        or_(CostLine.charge_period_end > start, CostLine.charge_period_start >= start),
-    )
-    if session.get_bind().dialect.name == "sqlite":
-        groups = _group_on_sqlite(session, grouped, overlapping)
-    else:
-        query = (
-            select(
-                *grouped,
-                func.count(),
-                money_sum(CostLine.net_cost),
-                money_sum(CostLine.consumed_quantity),
-                func.min(CostLine.id),
-                func.max(CostLine.id),
-            )
-            .where(*overlapping)
-            .group_by(*grouped)
+
+
+def _group_in_sql(
+    session: Session, grouped: Sequence[Any], where: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The cost lines matching `where`, grouped by `grouped` and summed by the database."""
+    query = (
+        select(
+            *grouped,
+            func.count(),
+            money_sum(CostLine.net_cost),
+            money_sum(CostLine.consumed_quantity),
+            func.min(CostLine.id),
+            func.max(CostLine.id),
         )
-        groups = [tuple(row) for row in session.execute(query)]
-    by_day: dict[date, list[CostItem]] = defaultdict(list)
+        .where(*where)
+        .group_by(*grouped)
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def _items_of_groups(policy: Policy, groups: Iterable[Sequence[Any]]) -> Iterator[CostItem]:
+    """Rows shaped like `_group_in_sql`'s as cost items."""
+    keys = policy.match_label_keys()
     label_count = len(keys)
     for row in groups:
         (cps, cpe, component, currency, estimated, sub_account, account, unit, is_gpu) = row[:9]
         values = row[9 : 9 + label_count]
         count, net, quantity, first_id, last_id = row[9 + label_count :]
-        item = CostItem(
+        yield CostItem(
             charge_period_start=cps,
             charge_period_end=cpe,
             net_cost=net,
@@ -254,10 +323,6 @@ def load_cost_items(
             first_line_id=first_id,
             last_line_id=last_id,
         )
-        for day in _days_overlapped(cps, cpe):
-            if period.start <= day < period.end:
-                by_day[day].append(item)
-    return by_day
 
 
 def _group_on_sqlite(
@@ -274,6 +339,23 @@ def _group_on_sqlite(
     result.close()
     width = len(grouped)
     sums: dict[tuple[Any, ...], list[Any]] = {}
+    # Exact sums (the default context would round at 28 significant digits), as money_sum.
+    with localcontext(EXACT_SUM):
+        _sum_groups(raw, width, sums)
+    times: dict[str, datetime] = {}
+
+    def instant(text: str) -> datetime:
+        moment = times.get(text)
+        if moment is None:
+            moment = times[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return moment
+
+    return [(instant(key[0]), instant(key[1]), *key[2:], *group) for key, group in sums.items()]
+
+
+def _sum_groups(raw: Sequence[Any], width: int, sums: dict[tuple[Any, ...], list[Any]]) -> None:
+    """[count, net cost, consumed quantity, first id, last id] per group of `raw` rows (the
+    first `width` values are the group's key), in the current decimal context."""
     for row in raw:
         key = row[:width]
         group = sums.get(key)
@@ -291,15 +373,6 @@ def _group_on_sqlite(
             group[3] = line_id
         elif line_id > group[4]:
             group[4] = line_id
-    times: dict[str, datetime] = {}
-
-    def instant(text: str) -> datetime:
-        moment = times.get(text)
-        if moment is None:
-            moment = times[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        return moment
-
-    return [(instant(key[0]), instant(key[1]), *key[2:], *group) for key, group in sums.items()]
 
 
 def _days_overlapped(start: datetime, end: datetime) -> Iterator[date]:
@@ -415,7 +488,7 @@ class _DayTotals:
 
     @property
     def allocated(self) -> Decimal:
-        return sum(self.hubs.values(), ZERO) + sum(self.reasons.values(), ZERO)
+        return exact_sum(self.reasons.values(), exact_sum(self.hubs.values()))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -456,7 +529,33 @@ def attribute_period(
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Attribute `period` and put the result in force, unless nothing changed since the runs in
-    force; report the totals, the per-day check and what changed per hub and community."""
+    force; report the totals, the per-day check and what changed per hub and community.
+
+    Refuses (ConservationError, nothing stored) a run whose allocations, summed by the database,
+    do not add up to the net cost of the cost lines, summed by the database, day by day."""
+    # Every sum of money here is exact: the default context would round at 28 digits.
+    with localcontext(EXACT_SUM):
+        return _attribute_period(
+            session=session,
+            config=config,
+            period=period,
+            now=now,
+            created_by=created_by,
+            note=note,
+            progress=progress,
+        )
+
+
+def _attribute_period(
+    *,
+    session: Session,
+    config: HubmeterConfig,
+    period: Period,
+    now: datetime,
+    created_by: str,
+    note: str | None,
+    progress: Callable[[str], None] | None,
+) -> RunReport:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
     policy = build_policy(session=session, config=config)
@@ -474,7 +573,11 @@ def attribute_period(
     previous = _in_force(session=session, period=period)
     previous_days = _previous_day_totals(session=session, previous=previous)
     hubs = {h.id: h for h in policy.hubs}
+    # One side of the conservation check, read on its own: each day's net cost of the cost
+    # lines, summed by the database.
+    cost = cost_lines_by_day(session=session, policy=policy, period=period)
 
+    # Everything the run writes is inside this savepoint, released only once the run adds up.
     savepoint = session.begin_nested()
     run = AttributionRun(
         period_start=period.start_datetime,
@@ -496,43 +599,69 @@ def attribute_period(
     session.flush()
     writer = _AllocationWriter(session, run.id)
     day_totals: dict[date, _DayTotals] = {}
+    inputs: dict[date, str] = {}
     reused: dict[date, int] = {}  # day -> the run in force whose allocations stay right
+    rebalanced: list[date] = []  # unchanged days whose allocations in force did not add up
+
+    def compute(day: date, usage: list[UsageRow]) -> None:
+        # The previous day's rows go to the database while this day is computed: the split
+        # needs no connection, and the database works without holding the GIL.
+        with writer.writing_meanwhile():
+            result = allocate(items_by_day.get(day, []), usage, policy, Period(day, day + DAY))
+        day_totals[day] = _totals_of(result, inputs[day])
+        writer.queue(result)
+        if progress:
+            progress(f"{day}: {len(result.allocations)} allocations")
+
+    def recompute(days: list[date]) -> None:
+        """Days whose inputs had not changed, but whose allocations do not add up to their
+        cost lines (made by an older hubmeter, or changed behind its back): never copied."""
+        log.warning(
+            "attribution: the allocations in force for %s do not add up to the cost lines; "
+            "recomputing them",
+            ", ".join(map(str, days)),
+        )
+        with _gc_paused():
+            for day in days:
+                del reused[day]
+                rebalanced.append(day)
+                compute(day, load_usage(session=session, policy=policy, day=day)[0])
+            writer.flush()
+
     with _gc_paused():
         for day in period.days():
-            items = items_by_day.get(day, [])
             usage, usage_sha = load_usage(session=session, policy=policy, day=day)
-            inputs_sha = hashlib.sha256(
-                f"{policy_sha}|{day}|{_items_digest(items)}|{usage_sha}".encode()
+            items_sha = _items_digest(items_by_day.get(day, []))
+            inputs[day] = hashlib.sha256(
+                f"{policy_sha}|{day}|{items_sha}|{usage_sha}".encode()
             ).hexdigest()
             before = previous_days.get(day)
-            if before is not None and before.inputs_sha256 == inputs_sha:
+            if before is not None and before.inputs_sha256 == inputs[day]:
                 # The same policy, cost lines and usage as when the run in force attributed this
-                # day: the allocations would be the very same, so they are copied, not recomputed.
+                # day: the allocations would be the very same, so they are copied, not recomputed
+                # (once they are checked to add up, below).
                 day_totals[day] = before
                 reused[day] = previous[day]
                 continue
-            # The previous day's rows go to the database while this day is computed: the
-            # split needs no connection, and the database works without holding the GIL.
-            with writer.writing_meanwhile():
-                result = allocate(items, usage, policy, Period(day, day + DAY))
-            imbalance = result.imbalances()
-            if imbalance:  # pragma: no cover - the core guarantees this; refuse rather than store
-                raise AssertionError(f"allocations of {day} do not add up: {imbalance}")
-            day_totals[day] = _totals_of(result, inputs_sha)
-            writer.queue(result)
-            if progress:
-                progress(f"{day}: {len(result.allocations)} allocations")
+            compute(day, usage)
         writer.flush()
 
     if len(reused) == len(day_totals):
-        savepoint.rollback()
-        in_force = sorted(set(reused.values()))
-        report = _report(period, None, in_force, currency, day_totals, hubs)
-        report.previous_run_ids = in_force
-        return report
-    savepoint.commit()
-    _copy_allocations(session=session, run_id=run.id, days=reused)
+        allocated = allocated_by_day(session=session, period=period)  # the runs in force
+        unbalanced = [day for day in reused if not _adds_up(day, cost, allocated)]
+        if not unbalanced:
+            # Nothing changed, and every day in force adds up: nothing is written.
+            savepoint.rollback()
+            in_force = sorted(set(reused.values()))
+            checks, foreign = _day_checks(period, currency, cost, allocated, day_totals)
+            report = _report(period, None, in_force, currency, day_totals, hubs, checks, foreign)
+            report.previous_run_ids = in_force
+            if not report.balanced:  # another currency than the run's, in force
+                raise ConservationError(report)
+            return report
+        recompute(unbalanced)
 
+    _copy_allocations(session=session, run_id=run.id, days=reused)
     session.execute(
         delete(AttributionDay).where(
             AttributionDay.day >= period.start, AttributionDay.day < period.end
@@ -541,9 +670,30 @@ def attribute_period(
     session.execute(
         insert(AttributionDay), [{"day": day, "run_id": run.id} for day in period.days()]
     )
-    report = _report(period, run.id, [run.id], currency, day_totals, hubs)
+    # The check that counts: what is now in force (this run's rows, computed and copied),
+    # summed by the database, against the cost lines, summed by the database.
+    allocated = allocated_by_day(session=session, period=period)
+    unbalanced = [day for day in reused if not _adds_up(day, cost, allocated)]
+    if unbalanced:
+        # Copied days that do not add up: replaced by recomputed ones, and checked again.
+        session.execute(
+            delete(Allocation).where(Allocation.run_id == run.id, Allocation.day.in_(unbalanced))
+        )
+        recompute(unbalanced)
+        allocated = allocated_by_day(session=session, period=period)
+    checks, foreign = _day_checks(period, currency, cost, allocated, day_totals)
+    report = _report(period, run.id, [run.id], currency, day_totals, hubs, checks, foreign)
+    if not report.balanced:
+        # A run that does not add up is never stored.
+        savepoint.rollback()
+        raise ConservationError(report)
+    for check in checks:
+        # The summary keeps each day's cost as the database summed it.
+        day_totals[check.day].cost = check.cost
     report.previous_run_ids = sorted(set(previous.values()))
-    _compare(report, day_totals, previous_days, hubs, session=session)
+    report.days_rebalanced = sorted(rebalanced)
+    _compare(report, day_totals, previous_days, hubs, recomputed=set(day_totals) - set(reused),
+             session=session)  # fmt: skip
     run.inputs_sha256 = hashlib.sha256(
         "".join(t.inputs_sha256 for _, t in sorted(day_totals.items())).encode()
     ).hexdigest()
@@ -553,7 +703,112 @@ def attribute_period(
     run.estimated_total = report.estimated_total
     run.summary = _summary_json(report, day_totals, hubs)
     session.flush()
+    savepoint.commit()
     return report
+
+
+# --- the conservation check -----------------------------------------------------------------
+
+
+def cost_lines_by_day(
+    *, session: Session, policy: Policy, period: Period
+) -> dict[tuple[date, str], Decimal]:
+    """Each day's (and currency's) net cost of the cost lines in the database, summed by the
+    database (`money_sum`), apart from what attribution loaded and added.
+
+    Days are sliced as attribution slices charge periods. A line within one UTC day (or an
+    instant) counts whole on the day it starts: those are summed per day in SQL. A line that
+    crosses midnight is cut into the days it overlaps in proportion to the seconds, by largest
+    remainder, after the lines attribution splits together (a cell: same classification,
+    component, driver, estimated flag, currency and charge period) are summed, since that sum is
+    what attribution cuts; cutting each line on its own could differ by a unit of 1e-11 per
+    line. So those lines are read grouped and summed in SQL too, and cut with
+    `rules.sliced_cost_by_day`, the function attribution's own cut is made of.
+    """
+    out: dict[tuple[date, str], Decimal] = {}
+    crossing = [
+        and_(
+            CostLine.charge_period_start < period.start_datetime,
+            CostLine.charge_period_end > period.start_datetime,
+        )
+    ]
+    for day in period.days():
+        start = day_start(day)
+        end = start + DAY
+        starts_today = (CostLine.charge_period_start >= start, CostLine.charge_period_start < end)
+        within = (
+            select(CostLine.currency, money_sum(CostLine.net_cost))
+            .where(*starts_today, CostLine.charge_period_end <= end)
+            .group_by(CostLine.currency)
+        )
+        for currency, amount in session.execute(within):
+            out[(day, currency)] = amount
+        crossing.append(and_(*starts_today, CostLine.charge_period_end > end))
+    grouped = _grouping_columns(policy)
+    groups: list[tuple[Any, ...]] = []
+    # A few hundred days per query: SQLite refuses expressions nested a thousand deep.
+    for first in range(0, len(crossing), _DAYS_PER_QUERY):
+        terms = crossing[first : first + _DAYS_PER_QUERY]
+        groups.extend(_group_in_sql(session, grouped, [or_(*terms)]))
+    sliced = sliced_cost_by_day(_items_of_groups(policy, groups), policy, period)
+    for key, amount in sliced.items():
+        out[key] = exact_sum([amount], out.get(key, ZERO))
+    return out
+
+
+_DAYS_PER_QUERY = 200
+
+
+def allocated_by_day(*, session: Session, period: Period) -> dict[tuple[date, str], Decimal]:
+    """Each day's (and currency's) allocations in force, summed by the database."""
+    query = (
+        select(Allocation.day, Allocation.currency, money_sum(Allocation.amount))
+        .join(
+            AttributionDay,
+            and_(AttributionDay.day == Allocation.day, AttributionDay.run_id == Allocation.run_id),
+        )
+        .where(AttributionDay.day >= period.start, AttributionDay.day < period.end)
+        .group_by(Allocation.day, Allocation.currency)
+    )
+    return {(day, currency): amount for day, currency, amount in session.execute(query)}
+
+
+def _adds_up(
+    day: date,
+    cost: Mapping[tuple[date, str], Decimal],
+    allocated: Mapping[tuple[date, str], Decimal],
+) -> bool:
+    """Do the day's allocations add up to its cost lines, in every currency?"""
+    currencies = {c for d, c in cost if d == day} | {c for d, c in allocated if d == day}
+    return all(cost.get((day, c), ZERO) == allocated.get((day, c), ZERO) for c in currencies)
+
+
+def _day_checks(
+    period: Period,
+    currency: str,
+    cost: Mapping[tuple[date, str], Decimal],
+    allocated: Mapping[tuple[date, str], Decimal],
+    totals: Mapping[date, _DayTotals],
+) -> tuple[list[DayCheck], list[str]]:
+    """Every day of `period` in the run's `currency`: the net cost of its cost lines and its
+    allocations in force (`cost_lines_by_day`, `allocated_by_day`); and, for people, any cost
+    or allocation in another currency (a run has one: that cannot add up)."""
+    checks = [
+        DayCheck(
+            day,
+            cost.get((day, currency), ZERO),
+            allocated.get((day, currency), ZERO),
+            totals[day].estimated if day in totals else ZERO,
+        )
+        for day in period.days()
+    ]
+    foreign = [
+        f"{day}: cost lines {format_amount(cost.get((day, other), ZERO))} {other}, allocations "
+        f"{format_amount(allocated.get((day, other), ZERO))} {other}, in a run in {currency}"
+        for day, other in sorted(cost.keys() | allocated.keys())
+        if other != currency and (cost.get((day, other), ZERO) or allocated.get((day, other), ZERO))
+    ]
+    return checks, foreign
 
 
 @contextmanager
@@ -666,7 +921,7 @@ def _totals_from_allocations(*, session: Session, run_id: int, day: date) -> _Da
 
 def _totals_of(result: AllocationResult, inputs_sha256: str) -> _DayTotals:
     totals = _DayTotals(inputs_sha256=inputs_sha256)
-    totals.cost = sum(result.cost_by_day.values(), ZERO)
+    totals.cost = exact_sum(result.cost_by_day.values())
     for allocation in result.allocations:
         totals.allocations += 1
         if allocation.estimated:
@@ -685,33 +940,35 @@ def _report(
     currency: str,
     day_totals: Mapping[date, _DayTotals],
     hubs: Mapping[int, Any],
+    checks: list[DayCheck],
+    other_currencies: list[str],
 ) -> RunReport:
+    """The report: totals per community and reason from the days' totals, and the days' cost
+    and allocations from the database (`check_days`)."""
     by_community: dict[str, Decimal] = defaultdict(lambda: ZERO)
     by_reason: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    days = []
-    for day, totals in sorted(day_totals.items()):
-        for hub_id, amount in totals.hubs.items():
-            by_community[hubs[hub_id].community_id] += amount
-        for reason, amount in totals.reasons.items():
-            by_reason[reason] += amount
-        days.append(DayCheck(day, totals.cost, totals.allocated, totals.estimated))
-    allocated = sum(by_community.values(), ZERO)
-    unattributed = sum(by_reason.values(), ZERO)
+    with localcontext(EXACT_SUM):
+        for _, totals in sorted(day_totals.items()):
+            for hub_id, amount in totals.hubs.items():
+                by_community[hubs[hub_id].community_id] += amount
+            for reason, amount in totals.reasons.items():
+                by_reason[reason] += amount
     return RunReport(
         period=period,
         run_id=run_id,
         runs_in_force=runs_in_force,
         currency=currency,
-        cost_total=sum((d.cost for d in days), ZERO),
-        allocated_total=allocated,
-        unattributed_total=unattributed,
-        estimated_total=sum((d.estimated for d in days), ZERO),
+        cost_total=exact_sum(d.cost for d in checks),
+        allocated_total=exact_sum(by_community.values()),
+        unattributed_total=exact_sum(by_reason.values()),
+        estimated_total=exact_sum(d.estimated for d in checks),
         by_community=dict(sorted(by_community.items())),
         unattributed_by_reason=dict(sorted(by_reason.items())),
-        days=days,
+        days=checks,
         allocation_rows=sum(t.allocations for t in day_totals.values()),
         previous_run_ids=[],
         days_with_new_inputs=[],
+        other_currencies=other_currencies,
     )
 
 
@@ -721,16 +978,15 @@ def _compare(
     old: Mapping[date, _DayTotals],
     hubs: Mapping[int, Any],
     *,
+    recomputed: set[date],
     session: Session,
 ) -> None:
-    """Differences per hub, community and reason over the days whose inputs changed (days
-    whose inputs did not change have, by determinism, the very same allocations)."""
-    changed = [
-        day
-        for day, totals in sorted(new.items())
-        if day not in old or old[day].inputs_sha256 != totals.inputs_sha256
+    """Differences per hub, community and reason over the days recomputed: those whose inputs
+    changed, and any rebalanced (days copied have, by determinism, the very same allocations)."""
+    changed = sorted(recomputed)
+    report.days_with_new_inputs = [
+        day for day in changed if day not in old or old[day].inputs_sha256 != new[day].inputs_sha256
     ]
-    report.days_with_new_inputs = changed
     before_hub: dict[int, Decimal] = defaultdict(lambda: ZERO)
     after_hub: dict[int, Decimal] = defaultdict(lambda: ZERO)
     before_reason: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -793,6 +1049,7 @@ def _summary_json(
         "changes": {
             "against_runs": report.previous_run_ids,
             "days_with_new_inputs": [d.isoformat() for d in report.days_with_new_inputs],
+            "days_rebalanced": [d.isoformat() for d in report.days_rebalanced],
             "hubs": [c.to_json() for c in report.hub_changes],
             "communities": [c.to_json() for c in report.community_changes],
             "unattributed": [c.to_json() for c in report.reason_changes],
@@ -1139,10 +1396,13 @@ __all__ = [
     "AllocationView",
     "AttributionError",
     "Change",
+    "ConservationError",
     "DayCheck",
     "RunReport",
+    "allocated_by_day",
     "attribute_period",
     "build_policy",
+    "cost_lines_by_day",
     "find_allocations",
     "get_allocation",
     "load_cost_items",
@@ -1212,9 +1472,9 @@ def explain_allocation(
 
     allocate(items, usage, policy, Period(pool.day, pool.day + DAY), tracer=keep)
     own = [part for part in parts if _is_own_part(part, view)]
-    recomputed = sum((part.amount for part in own), ZERO)
+    recomputed = exact_sum(part.amount for part in own)
     periods = _periods(parts, own, view, pool.driver)
-    net_now = sum((line.net_cost for line in lines), ZERO)
+    net_now = exact_sum(line.net_cost for line in lines)
     if len(lines) != pool.cost_line_count or net_now != pool.net_cost:
         notes.append(
             f"the cost lines have changed since run {run.id}: it saw {pool.cost_line_count} "
@@ -1300,7 +1560,7 @@ def _periods(
                     )
                     for p in steps
                 ],
-                amount=sum((p.amount for p in mine), ZERO),
+                amount=exact_sum(p.amount for p in mine),
             )
         )
     return out
@@ -1583,7 +1843,7 @@ def run_detail(*, session: Session, run_id: int) -> RunDetail | None:
         return None
     in_force = _days_in_force(session=session).get(run.id, 0)
     totals = (run.summary or {}).get("totals", {})
-    base = _run_out(run, in_force).model_dump()
+    base = dict(_run_out(run, in_force))  # the fields' values, amounts still Decimal
     return RunDetail(
         **base,
         by_community={k: Decimal(v) for k, v in totals.get("by_community", {}).items()},

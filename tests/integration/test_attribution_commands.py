@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +24,8 @@ from typer.testing import CliRunner, Result
 
 from app import cli as app_cli
 from app import migrate
-from app.attribution.models import Allocation, AttributionRun
+from app.attribution import service as attribution_service
+from app.attribution.models import Allocation, AllocationPool, AttributionDay, AttributionRun
 from app.attribution.rules import Period
 from app.auth import service as token_service
 from app.auth.models import Role
@@ -395,3 +398,133 @@ def test_the_api_explains_only_what_the_caller_may_read(installed: Installed) ->
     assert isinstance(runs, list)
     assert runs[0]["cost_total"] == "28.400000"
     assert get("/api/v1/attribution/runs/1", "finance")[1]["days_in_force"] == 2  # type: ignore[index]
+
+
+def test_the_check_row_is_the_databases_figure(installed: Installed) -> None:
+    output = hubmeter(installed, "attribute", *TWO_DAYS)
+    assert re.search(r"allocations, total +in the database +28\.4", output)
+    assert re.search(r"net cost of the cost lines +in the database +28\.4", output)
+    report = json.loads(hubmeter(installed, "attribute", "--month", "2026-10", "--format", "json"))
+    assert Decimal(report["allocations_total"]) == Decimal(report["cost_total"]) == Decimal("28.4")
+
+
+def lose_the_support_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make attribution's loader lose the support lines (a bug): they stay in the database."""
+    load = attribution_service.load_cost_items
+
+    def losing(**kwargs: object) -> dict[date, list[object]]:
+        by_day = load(**kwargs)  # type: ignore[arg-type]
+        return {d: [i for i in items if i.component != "support"] for d, items in by_day.items()}
+
+    monkeypatch.setattr(attribution_service, "load_cost_items", losing)
+
+
+def test_a_run_that_does_not_add_up_is_not_committed(
+    installed: Installed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lose_the_support_lines(monkeypatch)
+    result = invoke(installed, "attribute", *TWO_DAYS)
+    assert result.exit_code == 1
+    assert "do not add up to the net cost of the cost lines in the database" in result.output
+    assert "2026-10-01: allocations 12.2" in result.output  # of 14.200000 in cost lines
+
+    runtime = Runtime(
+        settings=Settings(database_url=installed.url, config=installed.config_file),
+        _engine=installed.engine,
+    )
+    period = Period(date(2026, 10, 1), date(2026, 10, 3))
+    with pytest.raises(attribution_service.ConservationError):
+        attribute_job.attribute(runtime, period=period, now=NOW)
+    with Session(installed.engine) as session:
+        [job] = session.scalars(select(JobRun)).all()
+        assert job.status == "failed"
+        assert "ConservationError" in (job.error or "")
+        for table in (AttributionRun, AllocationPool, Allocation, AttributionDay):
+            assert session.scalar(select(func.count()).select_from(table)) == 0
+
+
+@pytest.fixture
+def tiny(installed: Installed) -> Installed:
+    """A day whose only cost is 0.00000000010 of shared compute, used by three users equally:
+    split by largest remainder into parts of 0.00000000004 and 0.00000000003."""
+    with transaction(make_sessionmaker(installed.engine)) as session:
+        hubs = {
+            h.name: h.id
+            for h in hub_service.hubs_by_namespace(
+                session=session, cluster_name="atlantic"
+            ).values()
+        }
+        batch = session.scalars(select(IngestionBatch)).one()
+        start = datetime(2026, 10, 3, 9, tzinfo=UTC)
+        labels = {"goog-k8s-cluster-name": "atlantic"}
+        session.add(_line(batch.id, 99, start, "compute", Decimal("0.00000000010"), labels))
+        for hub, user in (("ocean", "alice"), ("ocean", "bob"), ("climate", "carol")):
+            session.add(_usage(batch.id, hubs[hub], installed.users[user], hub, start, 1))
+    hubmeter(installed, "attribute", "--start", "2026-10-01", "--end", "2026-10-04")
+    return installed
+
+
+PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+AMOUNT_KEYS = {
+    "amount", "net_cost", "whole", "units", "of_units", "driver_units", "capacity_units",
+    "cost_lines_net_cost_now", "recomputed_amount", "cost_total", "allocated_total",
+    "unattributed_total", "estimated_total",
+}  # fmt: skip
+
+
+def amounts_in(document: object) -> Iterator[str]:
+    """Every amount or driver-unit value in a JSON document."""
+    if isinstance(document, list):
+        for value in document:
+            yield from amounts_in(value)
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            if key in AMOUNT_KEYS and value is not None:
+                assert isinstance(value, str), (key, value)
+                yield value
+            elif key in {"by_community", "unattributed_by_reason"}:
+                yield from value.values()
+            else:
+                yield from amounts_in(value)
+
+
+def test_the_api_writes_tiny_amounts_without_exponents(tiny: Installed) -> None:
+    factory = make_sessionmaker(tiny.engine)
+    with transaction(factory) as session:
+        token = {
+            role: token_service.create_token(
+                session=session,
+                name=role.value,
+                role=role,
+                community_id="ocean-lab" if role == Role.viewer else None,
+                created_by="test",
+                now=NOW,
+            )[1]
+            for role in (Role.viewer, Role.finance)
+        }
+    client = TestClient(create_app(Settings(), engine=tiny.engine))
+
+    def get(path: str, role: Role) -> object:
+        response = client.get(path, headers={"Authorization": f"Bearer {token[role]}"})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    listed = get("/api/v1/allocations?day=2026-10-03", Role.viewer)
+    assert isinstance(listed, list)
+    amounts = {a["user"]: a["amount"] for a in listed}
+    assert amounts == {"alice": "0.00000000004", "bob": "0.00000000003"}
+    [alice] = [a for a in listed if a["user"] == "alice"]
+    explanation = get(f"/api/v1/allocations/{alice['id']}/explanation", Role.viewer)
+    assert isinstance(explanation, dict)
+    assert explanation["allocation"]["amount"] == "0.00000000004"
+    assert explanation["recomputed_amount"] == "0.00000000004"
+    assert explanation["pool"]["net_cost"] == "0.00000000010"
+    assert explanation["cost_lines"][0]["net_cost"] == "0.00000000010"
+    hub_step, user_step = explanation["periods"][0]["steps"]
+    assert (hub_step["whole"], hub_step["amount"]) == ("0.00000000010", "0.00000000007")
+    assert (user_step["whole"], user_step["amount"]) == ("0.00000000007", "0.00000000004")
+    documents = [listed, explanation, get("/api/v1/attribution/runs", Role.finance)]
+    documents.append(get("/api/v1/attribution/runs/1", Role.finance))
+    written = [value for document in documents for value in amounts_in(document)]
+    assert len(written) > 20
+    assert [v for v in written if not PLAIN_DECIMAL.match(v)] == []

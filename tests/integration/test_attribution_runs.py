@@ -1,14 +1,17 @@
-"""Attribution runs on both databases: every day adds up to its cost lines, re-runs without new
-data write nothing, a late revised day changes exactly that day, estimates are replaced when
-the bill arrives, and any allocation can be explained and exported exactly."""
+"""Attribution runs on both databases: every day adds up to its cost lines (exactly, for GCP's
+15-digit amounts too, and checked against the database before anything is stored), re-runs
+without new data write nothing, a late revised day changes exactly that day, estimates are
+replaced when the bill arrives, and any allocation can be explained and exported exactly."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from pathlib import Path
 
 import pyarrow as pa
@@ -552,3 +555,193 @@ def test_the_parquet_export_keeps_amounts_exact(world: World, tmp_path: Path) ->
     assert pa.types.is_decimal(table.schema.field("amount").type)
     assert sum(table.column("amount").to_pylist(), Decimal(0)) == report.cost_total
     assert table.schema.field("day").type == pa.date32()
+
+
+# --- exactness and the conservation check against the database --------------------------------
+
+# GCP amounts as stored (15 significant digits, exponents down to 1e-38) next to thousands.
+GCP_SHAPED = (
+    "1234.56",
+    "1.23456789012345E-12",
+    "-9.87654321098765E-24",
+    "4.20000000000001E-25",
+    "7654.32101234567",
+)
+
+
+@pytest.fixture
+def python_default_context() -> Iterator[None]:
+    """Run the test in Python's default decimal precision (28 significant digits), as a thread
+    that did not start from hubmeter's raised defaults would."""
+    with localcontext() as context:
+        context.prec = 28
+        yield
+
+
+@pytest.mark.usefixtures("python_default_context")
+def test_gcp_shaped_amounts_are_attributed_exactly_on_both_databases(world: World) -> None:
+    for amount in GCP_SHAPED:
+        world.cost(hour(1, 9), amount, "compute")  # shared, split by usage
+        world.cost(hour(1, 10), amount, "networking", labels={"2i2c:hub-name": "ocean"})
+        world.cost(hour(2, 0), amount, "other", project="operator-tools")  # unattributed
+    world.usage(hour(1, 9), "ocean", "alice", memory_gib_hours=3)
+    world.usage(hour(1, 9), "climate", "carol", memory_gib_hours=5)
+    report = world.attribute(Period(DAY1, DAY1 + timedelta(days=2)))
+
+    day_total = sum((Fraction(Decimal(a)) for a in GCP_SHAPED), Fraction(0))
+    assert report.balanced
+    assert [(d.day, Fraction(d.cost), Fraction(d.allocated)) for d in report.days] == [
+        (DAY1, 2 * day_total, 2 * day_total),
+        (date(2026, 10, 2), day_total, day_total),
+    ]
+    assert Fraction(report.cost_total) == 3 * day_total
+    in_force = world.in_force()
+    assert sum(Fraction(a.amount) for a in in_force) == 3 * day_total
+    by_day = in_force_total_by_day(world.session)  # the database's own sums
+    assert {d: Fraction(v) for d, v in by_day.items()} == {
+        DAY1: 2 * day_total,
+        date(2026, 10, 2): day_total,
+    }
+    [nobody] = world.in_force(hub_id=None)
+    assert nobody.amount == Decimal("8888.881012345671234567890113993456789012351")
+    pools = world.session.scalars(select(AllocationPool.net_cost)).all()
+    assert sum(Fraction(p) for p in pools) == 3 * day_total
+
+
+def drop_a_cost_line(monkeypatch: pytest.MonkeyPatch, amount: str) -> None:
+    """Make attribution's loader lose the group of cost lines of `amount` (a bug the check must
+    catch), while the cost lines stay in the database."""
+    load = service.load_cost_items
+
+    def losing(**kwargs: object) -> dict[date, list[object]]:
+        by_day = load(**kwargs)  # type: ignore[arg-type]
+        return {
+            day: [item for item in items if item.net_cost != Decimal(amount)]
+            for day, items in by_day.items()
+        }
+
+    monkeypatch.setattr(service, "load_cost_items", losing)
+
+
+def test_a_run_that_does_not_add_up_to_the_cost_lines_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typical_days(world)
+    world.cost(hour(2, 11), "0.000000000042", "networking")
+    drop_a_cost_line(monkeypatch, "0.000000000042")
+
+    with pytest.raises(service.ConservationError) as refused:
+        world.attribute()
+
+    # The allocator added up to what it loaded; the database's cost lines say otherwise.
+    message = str(refused.value)
+    assert "2026-10-02: allocations" in message
+    assert "nothing was stored" in message
+    [day2] = [d for d in refused.value.report.days if d.difference]
+    assert day2.day == date(2026, 10, 2)
+    assert day2.difference == Decimal("-0.000000000042")
+    assert day2.cost == Decimal("24.230000000042")
+    for table in (AttributionRun, Allocation, AllocationPool, AttributionDay):
+        assert world.session.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_a_refused_run_leaves_the_runs_in_force_as_they_were(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typical_days(world)
+    first = world.attribute()
+    allocations = world.session.scalar(select(func.count()).select_from(Allocation))
+    # A late line the loader loses: the inputs it sees are unchanged, but day 2 in force no
+    # longer adds up to the cost lines, so it is recomputed, and the recomputation is refused.
+    world.cost(hour(2, 11), "0.000000000042", "networking")
+    drop_a_cost_line(monkeypatch, "0.000000000042")
+
+    with pytest.raises(service.ConservationError, match="2026-10-02"):
+        world.attribute()
+
+    days = dict(world.session.execute(select(AttributionDay.day, AttributionDay.run_id)).all())
+    assert days == dict.fromkeys(PERIOD.days(), first.run_id)
+    assert world.session.scalar(select(func.count()).select_from(AttributionRun)) == 1
+    assert world.session.scalar(select(func.count()).select_from(Allocation)) == allocations
+
+
+@pytest.mark.parametrize("another_day_revised", [False, True], ids=["alone", "in-a-new-run"])
+def test_allocations_in_force_that_do_not_add_up_are_recomputed_not_copied(
+    world: World, another_day_revised: bool
+) -> None:
+    typical_days(world)
+    first = world.attribute()
+    # Allocations in force that no longer add up (an older hubmeter's rounded sums, or an edit
+    # behind hubmeter's back), although the cost lines, usage and policy have not changed.
+    [alice] = world.in_force(
+        day=date(2026, 10, 2), user_id=world.users["alice"], component="compute"
+    )
+    alice.amount += Decimal("0.01")
+    world.session.flush()
+    if another_day_revised:  # a new run anyway, which would otherwise copy day 2
+        world.cost(hour(3, 11), "1.00", "networking")
+
+    second = world.attribute()
+
+    assert second.changed
+    assert second.days_rebalanced == [date(2026, 10, 2)]
+    assert second.days_with_new_inputs == ([date(2026, 10, 3)] if another_day_revised else [])
+    assert second.balanced
+    assert in_force_total_by_day(world.session) == cost_by_day(world.session)
+    [recomputed] = world.in_force(
+        day=date(2026, 10, 2), user_id=world.users["alice"], component="compute"
+    )
+    assert recomputed.run_id == second.run_id
+    assert recomputed.amount == alice.amount - Decimal("0.01")
+    summary = world.session.get_one(AttributionRun, second.run_id).summary
+    assert summary["changes"]["days_rebalanced"] == ["2026-10-02"]
+    assert not world.attribute().changed
+    assert first.run_id not in second.runs_in_force
+
+
+def test_the_check_cuts_charges_over_midnight_as_attribution_does(world: World) -> None:
+    # Two lines of one cell (same project, component and charge period) of one unit of 1e-11
+    # each, over 12:00..12:00: attribution sums them and cuts the sum, half a day each side, so
+    # each day gets one unit. Cutting each line on its own would give both units to the first
+    # day (ties go to the key that sorts first). A third line of another cell (a dedicated
+    # project) is cut on its own: its one unit goes to the first day.
+    noon = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    world.cost(noon, "0.00000000001", "other", project="operator-tools", hours=24)
+    world.cost(noon, "0.00000000001", "other", project="operator-tools", hours=24)
+    world.cost(noon, "0.00000000001", "other", project="climate-data", hours=24)
+    # ...and a line from before the period into it.
+    world.cost(hour(1, 18), "3.00", "other", project="operator-tools", hours=12)
+    world.session.flush()
+    day2 = Period(date(2026, 10, 2), date(2026, 10, 3))
+
+    policy = service.build_policy(session=world.session, config=world.config)
+    cost = service.cost_lines_by_day(session=world.session, policy=policy, period=day2)
+    assert cost == {(date(2026, 10, 2), "USD"): Decimal("1.50000000001")}
+    report = world.attribute(day2)
+    assert report.balanced
+    assert [(d.day, d.cost, d.allocated) for d in report.days] == [
+        (date(2026, 10, 2), Decimal("1.50000000001"), Decimal("1.50000000001"))
+    ]
+    whole = world.attribute()
+    assert [d.cost for d in whole.days] == [
+        Decimal("1.50000000002"),
+        Decimal("1.50000000001"),
+        Decimal(0),
+    ]
+
+
+def test_the_check_reads_periods_of_years(world: World) -> None:
+    # One query per few hundred days for the lines over midnight (SQLite refuses an expression
+    # nested a thousand deep).
+    late = datetime(2029, 6, 30, 18, tzinfo=UTC)
+    world.cost(late, "3.00", "other", project="operator-tools", hours=12)
+    world.cost(hour(1, 9), "1.00", "other", project="operator-tools")
+    world.session.flush()
+    years = Period(DAY1, DAY1 + timedelta(days=1100))
+    policy = service.build_policy(session=world.session, config=world.config)
+    cost = service.cost_lines_by_day(session=world.session, policy=policy, period=years)
+    assert cost == {
+        (DAY1, "USD"): Decimal("1.00"),
+        (date(2029, 6, 30), "USD"): Decimal("1.50"),
+        (date(2029, 7, 1), "USD"): Decimal("1.50"),
+    }

@@ -4,7 +4,8 @@ as written, and the invariants every table must keep."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -88,6 +89,34 @@ def test_sums_in_the_database_are_exact(session: Session) -> None:
         select(money_sum(models.CostLine.net_cost)).where(models.CostLine.id < 0)
     )
     assert empty is None
+
+
+# GCP amounts as stored (15 significant digits, exponents down to 1e-38) next to thousands.
+GCP_SHAPED = [
+    "1234.56",
+    "1.23456789012345E-12",
+    "-9.87654321098765E-24",
+    "4.20000000000001E-25",
+    "7654.32101234567",
+    "0.00000080000",
+    "-1234.5",
+]
+
+
+def test_sums_of_gcp_shaped_amounts_in_the_database_are_exact(session: Session) -> None:
+    batch = make_batch(session)
+    for i, amount in enumerate(GCP_SHAPED):
+        session.add(make_cost_line(batch, Decimal(amount), row=str(i)))
+    session.flush()
+    exact = sum((Fraction(Decimal(a)) for a in GCP_SHAPED), Fraction(0))
+    # Whatever the calling thread's context (here Python's default of 28 digits, which rounded
+    # SQLite's sum to 7654.381013145671234567890113 while PostgreSQL's SUM was exact).
+    with localcontext() as context:
+        context.prec = 28
+        total = session.scalar(select(money_sum(models.CostLine.net_cost)))
+    assert total is not None
+    assert Fraction(total) == exact
+    assert total == Decimal("7654.381013145671234567890113993456789012351")
 
 
 def test_a_float_is_refused_as_an_amount(session: Session) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,7 @@ from app.attribution.rules import (
     day_slices,
     describe_rule,
     policy_from_config,
+    sliced_cost_by_day,
 )
 from app.config import (
     Attribution,
@@ -107,12 +109,26 @@ def options(draw: st.DrawFn) -> Options:
     )
 
 
+def gcp_amounts(non_negative: bool = False) -> st.SearchStrategy[Decimal]:
+    """As GCP's FLOAT64 costs are stored (app.costs.values.float64_decimal): 15 significant
+    digits, the last at 1e-38 (about 1e-24 in all) up to 1e-9 (about a hundred thousand)."""
+    return st.builds(
+        lambda sign, digits, exponent: Decimal((sign, tuple(map(int, str(digits))), exponent)),
+        st.just(0) if non_negative else st.sampled_from([0, 1]),
+        st.integers(10**14, 10**15 - 1),
+        st.integers(-38, -9),
+    )
+
+
 def amounts(non_negative: bool = False) -> st.SearchStrategy[Decimal]:
     low = 0 if non_negative else -500_000_000
-    return st.builds(
-        lambda units, places: Decimal(units).scaleb(-places),
-        st.integers(low, 2_000_000_000),
-        st.sampled_from([0, 2, 6, 11, 13]),
+    return st.one_of(
+        st.builds(
+            lambda units, places: Decimal(units).scaleb(-places),
+            st.integers(low, 2_000_000_000),
+            st.sampled_from([0, 2, 6, 11, 13]),
+        ),
+        gcp_amounts(non_negative),
     )
 
 
@@ -191,14 +207,22 @@ def policy_with(opts: Options) -> Policy:
     return Policy(opts, CLUSTERS, HUBS)
 
 
-def cost_by_day(items: list[CostItem]) -> dict[date, Decimal]:
-    """The net cost of each day of PERIOD, for items whose charge period lies within a day."""
-    totals: dict[date, Decimal] = defaultdict(Decimal)
+def cost_by_day(items: list[CostItem]) -> dict[date, Fraction]:
+    """The net cost of each day of PERIOD, for items whose charge period lies within a day, as
+    exact fractions (whatever decimal context the test runs in)."""
+    totals: dict[date, Fraction] = defaultdict(Fraction)
     for item in items:
         day = item.charge_period_start.date()
         if PERIOD.start <= day < PERIOD.end:
-            totals[day] += item.net_cost
+            totals[day] += Fraction(item.net_cost)
     return totals
+
+
+def allocated_by_day(result: AllocationResult) -> dict[date, Fraction]:
+    allocated: dict[date, Fraction] = defaultdict(Fraction)
+    for allocation in result.allocations:
+        allocated[allocation.day] += Fraction(allocation.amount)
+    return allocated
 
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -213,13 +237,38 @@ def test_every_day_adds_up_exactly(
     items: list[CostItem], usage: list[UsageRow], opts: Options
 ) -> None:
     result = allocate(items, usage, policy_with(opts), PERIOD)
-    allocated: dict[date, Decimal] = defaultdict(Decimal)
-    for allocation in result.allocations:
-        allocated[allocation.day] += allocation.amount
+    allocated = allocated_by_day(result)
     expected = cost_by_day(items)
     assert {d: v for d, v in allocated.items() if v} == {d: v for d, v in expected.items() if v}
     assert result.imbalances() == {}
-    assert sum((p.net_cost for p in result.pools), Decimal(0)) == sum(expected.values(), Decimal(0))
+    assert sum(Fraction(p.net_cost) for p in result.pools) == sum(expected.values())
+    sliced = sliced_cost_by_day(items, policy_with(opts), PERIOD)
+    assert {d: Fraction(v) for (d, _), v in sliced.items() if v} == {
+        d: v for d, v in expected.items() if v
+    }
+
+
+@PROPERTY
+@given(
+    st.lists(cost_items(long_periods=False), min_size=2, max_size=25).filter(
+        lambda items: any(i.net_cost and abs(i.net_cost) < Decimal("1E-10") for i in items)
+    ),
+    usage_rows(),
+    options(),
+)
+def test_gcp_shaped_amounts_add_up_exactly_in_a_28_digit_context(
+    items: list[CostItem], usage: list[UsageRow], opts: Options
+) -> None:
+    # A caller whose decimal context is Python's default (28 significant digits, as any thread
+    # that did not start from hubmeter's defaults has) still gets exact sums.
+    with localcontext() as context:
+        context.prec = 28
+        result = allocate(items, usage, policy_with(opts), PERIOD)
+        sliced = sliced_cost_by_day(items, policy_with(opts), PERIOD)
+    expected = {d: v for d, v in cost_by_day(items).items() if v}
+    assert {d: v for d, v in allocated_by_day(result).items() if v} == expected
+    assert {d: Fraction(v) for (d, _), v in sliced.items() if v} == expected
+    assert {d: Fraction(v) for (d, _), v in result.cost_by_day.items() if v} == expected
 
 
 @PROPERTY
@@ -237,8 +286,9 @@ def test_charges_over_several_days_add_up_over_the_period(
     ]
     result = allocate(inside, usage, policy_with(opts), PERIOD)
     assert result.imbalances() == {}
-    total = sum((a.amount for a in result.allocations), Decimal(0))
-    assert total == sum((i.net_cost for i in inside), Decimal(0))
+    total = sum(Fraction(a.amount) for a in result.allocations)
+    assert total == sum(Fraction(i.net_cost) for i in inside)
+    assert sliced_cost_by_day(inside, policy_with(opts), PERIOD) == result.cost_by_day
     # Each cut (the core's per cell, this reference's per item) is within one unit of its
     # split precision, which is never coarser than 1e-11.
     tolerance = 2 * len(inside) * Decimal("1E-11")
@@ -275,9 +325,9 @@ def test_every_step_of_every_split_is_proportional_within_one_unit(
     for step in steps:
         if step.units is None or step.of_units is None:
             continue
-        unit = Decimal(1).scaleb(-split_places(step.stage_whole))
-        exact = step.stage_whole * step.units / step.of_units
-        assert abs(step.amount - exact) < unit, step
+        unit = Fraction(1, 10 ** split_places(step.stage_whole))
+        exact = Fraction(step.stage_whole) * Fraction(step.units) / Fraction(step.of_units)
+        assert abs(Fraction(step.amount) - exact) < unit, step
 
 
 @PROPERTY
@@ -334,6 +384,20 @@ def test_day_slices_add_up_and_follow_the_seconds(
 
 
 # --- examples -----------------------------------------------------------------------------------
+
+
+def test_a_gcp_amount_next_to_thousands_is_not_rounded_away() -> None:
+    lines = [
+        item(net_cost=Decimal("1234.56"), component="other", sub_account_id="tools"),
+        item(net_cost=Decimal("1.23456789012345E-12"), component="other", sub_account_id="tools"),
+    ]
+    with localcontext() as context:
+        context.prec = 28  # Python's default, which gave 1234.560000000001234567890123
+        result = allocate(lines, [], policy_with(Options()), PERIOD)
+    [allocation] = result.allocations
+    assert allocation.amount == Decimal("1234.56000000000123456789012345")
+    assert result.pools[allocation.pool].net_cost == allocation.amount
+    assert result.cost_by_day == {(START, "USD"): allocation.amount}
 
 
 def item(**fields: object) -> CostItem:

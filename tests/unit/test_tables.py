@@ -23,6 +23,6 @@ def test_cells_are_exact_plain_and_safe_to_open() -> None:
     assert count == 2
     assert stream.getvalue().splitlines() == [
         "day,user,amount,estimated,at,note",
-        "2026-10-01,\"'=HYPERLINK(\"\"http://x\"\")\",0.00000080000,true,2026-10-01T00:00:00+00:00,",
+        '2026-10-01,"\'=HYPERLINK(""http://x"")",0.00000080000,true,2026-10-01T00:00:00+00:00,',
         "2026-10-02,'@alice,-0.5,false,,'-1+1",
     ]
