@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from app import migrate
 from app.config import ConfigError, Settings, get_settings, load_config
+from app.errors import InputError, UsageError
 from app.runtime import Runtime, runtime
 
 console = Console(soft_wrap=True)
@@ -33,10 +34,6 @@ ingest_cli = typer.Typer(
 cli.add_typer(db_cli, name="db")
 cli.add_typer(config_cli, name="config")
 cli.add_typer(ingest_cli, name="ingest")
-
-
-class UsageError(Exception):
-    """A mistake in how a command was called; the message says what to change."""
 
 
 @cli.callback()
@@ -196,18 +193,11 @@ def demo(
     port: Annotated[int | None, typer.Option(help="Port (default: $HUBMETER_PORT).")] = None,
 ) -> None:
     """Generate a month for a synthetic cluster, run every job on it, and serve the API."""
-    import datetime as dt
-
     from app import demo as demo_module
     from app.clock import utcnow
+    from app.periods import parse_month, previous_month
 
-    if month is None:
-        start = demo_module.previous_month(utcnow().date())
-    else:
-        try:
-            start = dt.date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise UsageError(f"--month: expected YYYY-MM, got {month!r}") from None
+    start = previous_month(utcnow().date()) if month is None else parse_month(month)
     spec = demo_module.scenario_for(start, hubs=hubs, users_per_hub=users_per_hub, seed=seed)
     result = demo_module.run_demo(
         directory=directory,
@@ -250,8 +240,6 @@ def main() -> None:
     Click handles its own usage errors (standalone mode); hubmeter's own errors about
     configuration, input files or how a command was called propagate to here.
     """
-    from app.errors import InputError
-
     try:
         cli()
     except (ConfigError, UsageError, InputError) as exc:

@@ -8,7 +8,6 @@ runs, so running the demo again replaces its data rather than adding to it.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from app.auth.models import Role
 from app.clock import utcnow
 from app.config import Settings
 from app.costs import ingest as cost_ingest
-from app.costs.records import Window
 from app.costs.service import ImportReport
 from app.db import transaction
 from app.hubs import service as hub_service
+from app.periods import Window, days_in_month
 from app.runtime import Runtime
 from app.synthetic import Manifest, ScenarioSpec, generate, read_manifest
 from app.usage.service import SourceKind
@@ -43,16 +42,13 @@ class DemoResult:
     tokens: dict[str, str] = field(default_factory=dict)
 
 
-def previous_month(today: dt.date) -> dt.date:
-    """The first day of the calendar month before `today`'s."""
-    first = today.replace(day=1)
-    return (first - dt.timedelta(days=1)).replace(day=1)
-
-
 def scenario_for(month_start: dt.date, *, hubs: int, users_per_hub: int, seed: int) -> ScenarioSpec:
-    days = calendar.monthrange(month_start.year, month_start.month)[1]
     return ScenarioSpec(
-        hubs=hubs, users_per_hub=users_per_hub, days=days, start=month_start, seed=seed
+        hubs=hubs,
+        users_per_hub=users_per_hub,
+        days=days_in_month(month_start),
+        start=month_start,
+        seed=seed,
     )
 
 

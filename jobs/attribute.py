@@ -25,34 +25,26 @@ from app.attribution import service
 from app.attribution.rules import Period
 from app.clock import utcnow
 from app.config import get_settings
+from app.errors import UsageError
+from app.periods import next_month, parse_month, with_open_invoice_month
 from app.runtime import Runtime
 from jobs.runner import run_job
 
 log = logging.getLogger(__name__)
 JOB_NAME = "attribute"
-# GCP closes an invoice month early in the next month; until then its late rows and credits
-# still change it (the cost ingestion job re-pulls it for as long).
-INVOICE_MONTH_CLOSE_DAYS = 5
 
 
 def trailing_period(today: date, trailing_days: int) -> Period:
     """The days a scheduled run attributes on `today`: the trailing days through today,
     widened to the start of the previous month while that month is still open."""
-    start = today - timedelta(days=trailing_days)
-    month_start = today.replace(day=1)
-    if today < month_start + timedelta(days=INVOICE_MONTH_CLOSE_DAYS):
-        start = min(start, (month_start - timedelta(days=1)).replace(day=1))
+    start = with_open_invoice_month(today - timedelta(days=trailing_days), today)
     return Period(start, today + timedelta(days=1))
 
 
 def month_period(month: str) -> Period:
-    """A calendar month given as YYYY-MM."""
-    try:
-        first = date.fromisoformat(f"{month}-01")
-    except ValueError:
-        raise ValueError(f"expected a month like 2026-10, got {month!r}") from None
-    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return Period(first, following)
+    """A calendar month given as YYYY-MM (or UsageError)."""
+    first = parse_month(month)
+    return Period(first, next_month(first))
 
 
 def figures(report: service.RunReport) -> dict[str, Any]:
@@ -102,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         period = month_period(args.month) if args.month else None
         report = attribute(runtime, period=period)
-    except ValueError as exc:
+    except (UsageError, ValueError) as exc:
         log.error("attribution failed: %s", exc)
         return 2
     except Exception as exc:

@@ -2,13 +2,14 @@
 not reached, refresh the price book.
 
 The GCP export is append-only: late usage and credits arrive for days as new rows. Each run
-re-pulls the trailing window (`ingestion.trailing_days`, default 5 days, up to the current hour),
-and, while the previous month's invoice is still open (the first `INVOICE_MONTH_CLOSE_DAYS`
-days of a month), the whole previous month too. The re-pull replaces what earlier pulls
-imported for the window, so late rows are counted once. A run is one job run (named
-`ingest_costs:<table>`, `estimate_costs:<cluster>`, `refresh_price_book`) and one transaction:
-killed, it changes nothing; run twice, it replaces itself. Everything that can fail, the Google
-clients included, runs inside the job run, so every failure is recorded with its reason.
+re-pulls the trailing window (`ingestion.trailing_days`, default 5 days, up to the current
+hour), and, while the previous month's invoice is still open (the first
+`app.periods.INVOICE_MONTH_CLOSE_DAYS` days of a month), the whole previous month too. The
+re-pull replaces what earlier pulls imported for the window, so late rows are counted once. A
+run is one job run (named `ingest_costs:<table>`, `estimate_costs:<cluster>`,
+`refresh_price_book`) and one transaction: killed, it changes nothing; run twice, it replaces
+itself. Everything that can fail, the Google clients included, runs inside the job run, so every
+failure is recorded with its reason.
 
     python -m jobs.ingest_costs --table PROJECT.DATASET.TABLE
 """
@@ -29,10 +30,10 @@ from app.costs import bigquery as bigquery_source
 from app.costs import catalog, ingest
 from app.costs import service as cost_service
 from app.costs.estimates import Driver
-from app.costs.records import Window, day_start, month_start
 from app.costs.service import ImportReport
 from app.ingestion import service as ingestion_service
 from app.ingestion.models import BatchKind
+from app.periods import HOUR, Window, as_utc, day_start, floor_hour, with_open_invoice_month
 from app.runtime import Runtime
 from jobs.runner import run_job
 
@@ -41,20 +42,14 @@ JOB_NAME = "ingest_costs"
 ESTIMATE_JOB_NAME = "estimate_costs"
 PRICE_BOOK_JOB_NAME = "refresh_price_book"
 JOB_NAME_MAX_LENGTH = 100  # JobRun.job_name is a String(100)
-# GCP closes an invoice month early in the next month; until then its credits and late rows
-# still change it.
-INVOICE_MONTH_CLOSE_DAYS = 5
 
 
 def trailing_window(now: datetime, trailing_days: int) -> Window:
     """The window a scheduled re-pull covers at `now`: the trailing days up to the end of the
     current hour, widened to the start of the previous month while that month is still open."""
-    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = day_start(now) - timedelta(days=trailing_days)
-    this_month = month_start(now)
-    if now < this_month + timedelta(days=INVOICE_MONTH_CLOSE_DAYS):
-        start = min(start, month_start(this_month - timedelta(days=1)))
-    return Window(start, end)
+    today = as_utc(now).date()
+    start = with_open_invoice_month(today - timedelta(days=trailing_days), today)
+    return Window(day_start(start), floor_hour(now) + HOUR)
 
 
 def export_job_name(table: str) -> str:

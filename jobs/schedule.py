@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from app.clock import utcnow
 from app.costs.estimates import Driver
+from app.periods import HOUR, floor_hour
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ class Cadence:
     every_hours: int = 1
 
     def next_after(self, moment: datetime) -> datetime:
-        candidate = moment.replace(minute=self.minute, second=0, microsecond=0)
+        candidate = floor_hour(moment) + timedelta(minutes=self.minute)
         while candidate <= moment or candidate.hour % self.every_hours:
-            candidate += timedelta(hours=1)
+            candidate += HOUR
         return candidate
 
 

@@ -6,7 +6,6 @@ import inspect
 import json
 import sys
 from collections.abc import Iterator
-from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -18,7 +17,10 @@ from rich.table import Table
 
 from app.attribution import service
 from app.attribution.rules import REASONS, Period, PolicyError, describe_rule
+from app.errors import UsageError
+from app.hubs import service as hub_service
 from app.money import exact_difference, format_amount
+from app.periods import DAY, next_month, parse_day, parse_month
 from app.tables import write_csv
 
 # Sentences are not wrapped at 80 columns when the output is piped (scripts grep it).
@@ -54,40 +56,23 @@ def _widen_when_piped() -> None:
         console.width = 160
 
 
-def _usage_error(message: str) -> Exception:
-    # Imported late: app.cli imports this module while it registers the domains.
-    from app.cli import UsageError
-
-    return UsageError(message)
-
-
 def parse_period(start: str | None, end: str | None, month: str | None) -> Period:
     """The period a command names: --start/--end (end exclusive) or --month YYYY-MM."""
     if month is not None:
         if start is not None or end is not None:
-            raise _usage_error("give either --month or --start/--end, not both")
-        try:
-            first = date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise _usage_error(
-                f"--month: expected YYYY-MM such as 2026-10, got {month!r}"
-            ) from None
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return Period(first, following)
+            raise UsageError("give either --month or --start/--end, not both")
+        first = parse_month(month)
+        return Period(first, next_month(first))
     if start is None or end is None:
-        raise _usage_error("give --start DATE and --end DATE (end exclusive), or --month YYYY-MM")
-    days = []
-    for name, value in (("--start", start), ("--end", end)):
-        try:
-            days.append(date.fromisoformat(value))
-        except ValueError:
-            raise _usage_error(f"{name}: expected a date like 2026-10-01, got {value!r}") from None
-    if days[1] <= days[0]:
-        raise _usage_error(
-            f"--end {days[1]} must be after --start {days[0]} (the end day is not included; "
-            f"for one day use --end {days[0] + timedelta(days=1)})"
+        raise UsageError("give --start DATE and --end DATE (end exclusive), or --month YYYY-MM")
+    first_day, end_day = parse_day(start, "--start"), parse_day(end, "--end")
+    if end_day <= first_day:
+        raise UsageError(
+            f"{end_day} must be after --start {first_day} (the end day is not included; "
+            f"for one day use --end {first_day + DAY})",
+            field="--end",
         )
-    return Period(days[0], days[1])
+    return Period(first_day, end_day)
 
 
 StartOption = Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD.")]
@@ -120,7 +105,7 @@ def attribute(
     from app.runtime import runtime
 
     if output_format not in ("table", "json"):
-        raise _usage_error(f"--format: expected table or json, got {output_format!r}")
+        raise UsageError(f"expected table or json, got {output_format!r}", field="--format")
     period = parse_period(start, end, month)
     rt = runtime(ctx)
     _widen_when_piped()
@@ -135,9 +120,9 @@ def attribute(
                 created_by="cli",
                 note=note,
             )
-            names = service.community_names(session=session)
+            names = hub_service.community_names(session=session)
     except (service.AttributionError, PolicyError) as exc:
-        raise _usage_error(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     except service.ConservationError as exc:
         # Refused inside the transaction: nothing was stored. Say what did not add up.
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
@@ -327,9 +312,9 @@ def export(
     from app.runtime import runtime
 
     if output_format not in ("csv", "parquet"):
-        raise _usage_error(f"--format: expected csv or parquet, got {output_format!r}")
+        raise UsageError(f"expected csv or parquet, got {output_format!r}", field="--format")
     if output_format == "parquet" and output is None:
-        raise _usage_error("--format parquet writes a binary file: give --output FILE")
+        raise UsageError("--format parquet writes a binary file: give --output FILE")
     period = parse_period(start, end, month)
     rt = runtime(ctx)
     _widen_when_piped()
@@ -455,7 +440,7 @@ def explain(
     from app.runtime import runtime
 
     if output_format not in ("text", "json"):
-        raise _usage_error(f"--format: expected text or json, got {output_format!r}")
+        raise UsageError(f"expected text or json, got {output_format!r}", field="--format")
     rt = runtime(ctx)
     _widen_when_piped()
     with rt.session_factory() as session:
@@ -467,7 +452,7 @@ def explain(
             session=session, allocation_id=allocation_id, line_limit=lines or None
         )
     if explanation is None:
-        raise _usage_error(f"no allocation {allocation_id}")
+        raise UsageError(f"no allocation {allocation_id}")
     if output_format == "json":
         console.print_json(explanation.model_dump_json())
         return
@@ -483,11 +468,8 @@ def _find_one(
     component: str | None,
 ) -> int | None:
     if hub is None or day is None:
-        raise _usage_error("give --id N, or --hub NAME and --day YYYY-MM-DD to find allocations")
-    try:
-        the_day = date.fromisoformat(day)
-    except ValueError:
-        raise _usage_error(f"--day: expected a date like 2026-10-01, got {day!r}") from None
+        raise UsageError("give --id N, or --hub NAME and --day YYYY-MM-DD to find allocations")
+    the_day = parse_day(day, "--day")
     try:
         hub_row = service.resolve_hub(session=session, name=hub, cluster=cluster)
         user_id = (
@@ -496,7 +478,7 @@ def _find_one(
             else None
         )
     except service.AttributionError as exc:
-        raise _usage_error(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     found = service.find_allocations(
         session=session, day=the_day, hub_id=hub_row.id, user_id=user_id, component=component
     )
@@ -505,7 +487,7 @@ def _find_one(
     if len(found) == 1:
         return found[0].id
     if not found:
-        raise _usage_error(
+        raise UsageError(
             f"no allocation in force for hub {hub_row.cluster_name}/{hub} on {the_day}"
             + (f", user {user}" if user else "")
             + (f", component {component}" if component else "")
@@ -608,7 +590,7 @@ def runs(
         if run_id is not None:
             detail = service.run_detail(session=session, run_id=run_id)
             if detail is None:
-                raise _usage_error(f"no attribution run {run_id}")
+                raise UsageError(f"no attribution run {run_id}")
             console.print_json(detail.model_dump_json())
             return
         listed = service.run_summaries(session=session, limit=limit)

@@ -16,6 +16,7 @@ from app.auth import service as token_service
 from app.auth.models import ApiToken, Role
 from app.clock import utcnow
 from app.db import transaction
+from app.errors import UsageError
 from app.runtime import runtime
 from app.tables import write_csv
 
@@ -42,12 +43,6 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
-
-
-def _usage_error(message: str) -> Exception:
-    from app.cli import UsageError  # app.cli imports this module while it loads
-
-    return UsageError(message)
 
 
 def _describe(row: ApiToken) -> dict[str, object]:
@@ -122,7 +117,7 @@ def create(
                 )
             described = _describe(row)
     except token_service.TokenError as exc:
-        raise _usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if output == OutputFormat.json:
         print(json.dumps({**described, "token": token}))
         return
@@ -193,7 +188,7 @@ def revoke(
             session=session, token_id=token_id, now=utcnow(), actor=_actor()
         )
         if row is None:
-            raise _usage_error(f"no token {token_id}; `hubmeter tokens list --all` shows them")
+            raise UsageError(f"no token {token_id}; `hubmeter tokens list --all` shows them")
         revoked_at = row.revoked_at
     assert revoked_at is not None
     if already:

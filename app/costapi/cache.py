@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.attribution.models import AttributionDay
+from app.attribution.rules import Period
 from app.costapi import service
-from app.costapi.periods import DateRange
 from app.ingestion.models import BatchKind, IngestionBatch
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ DEFAULT_ROWS = 200_000  # about 60 MB of cost rows at most
 DEFAULT_TTL_SECONDS = 300.0
 
 
-def runs_in_force(*, session: Session, period: DateRange) -> tuple[tuple[date, int], ...]:
+def runs_in_force(*, session: Session, period: Period) -> tuple[tuple[date, int], ...]:
     """Which run is in force on each attributed day of the range."""
     return tuple(
         (day, run_id)
@@ -78,7 +78,7 @@ class CostCache:
         *,
         session: Session,
         key: Hashable,
-        period: DateRange,
+        period: Period,
         compute: Callable[[], T],
         rows: Callable[[T], int],
         clock: Callable[[], float] = time.monotonic,
@@ -137,7 +137,7 @@ class CostCache:
         self,
         *,
         session: Session,
-        period: DateRange,
+        period: Period,
         clock: Callable[[], float] = time.monotonic,
     ) -> date | None:
         """`service.billed_until`, remembered while no cost batch has been written since."""

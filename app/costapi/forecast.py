@@ -20,8 +20,8 @@ from datetime import date
 from decimal import Decimal, localcontext
 from enum import StrEnum
 
-from app.costapi.periods import days_in_month, month_start, next_month
 from app.money import EXACT, ZERO, round_to_currency
+from app.periods import days_in_month, month_start, next_month
 
 RUN_RATE_DAYS = 7
 # A forecast at or above this share of the budget is worth a look before it is too late.

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from app.costapi.forecast import AlertState
-from app.costapi.service import UsageSums
 from app.money import format_amount
+from app.usage.metering import Quantities
+from app.usage.units import in_display_units
 
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
@@ -173,14 +174,6 @@ class CostReport(_Out):
 
 # --- usage ----------------------------------------------------------------------------------
 
-GIB = Decimal(2**30)
-HOUR = Decimal(3600)
-QUANTITY_PLACES = Decimal("0.000001")
-
-
-def _hours(value: Decimal, divisor: Decimal = HOUR) -> Decimal:
-    return (value / divisor).quantize(QUANTITY_PLACES, rounding=ROUND_HALF_EVEN)
-
 
 class UsageOut(_Out):
     """Usage in display units, from exact base units: hours = seconds / 3600, GiB-hours =
@@ -195,16 +188,8 @@ class UsageOut(_Out):
     home_storage_gib_hours: Quantity
 
     @classmethod
-    def of(cls, sums: UsageSums) -> UsageOut:
-        return cls(
-            server_hours=_hours(sums.server_seconds),
-            memory_request_gib_hours=_hours(sums.memory_request_byte_seconds, GIB * HOUR),
-            cpu_request_core_hours=_hours(sums.cpu_request_core_seconds),
-            memory_usage_gib_hours=_hours(sums.memory_usage_byte_seconds, GIB * HOUR),
-            cpu_usage_core_hours=_hours(sums.cpu_usage_core_seconds),
-            gpu_hours=_hours(sums.gpu_request_seconds),
-            home_storage_gib_hours=_hours(sums.home_storage_byte_seconds, GIB * HOUR),
-        )
+    def of(cls, sums: Quantities) -> UsageOut:
+        return cls(**in_display_units(sums))
 
 
 class UsageRowOut(_Out):

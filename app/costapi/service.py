@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar, TypeVarTuple
@@ -27,15 +27,17 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, sel
 from sqlalchemy.orm import Session
 
 from app.attribution.models import Allocation, AttributionDay
+from app.attribution.rules import Period
 from app.costapi.forecast import MonthForecast, forecast_month
-from app.costapi.periods import DateRange, Interval, clip_period, next_month
+from app.costapi.ranges import Interval, clip_period
 from app.costapi.sql import month_of, utc_day_of
 from app.costs.models import ChargeCategory, CostLine
-from app.costs.records import Window
 from app.costs.service import billed_through
 from app.db import money_sum
 from app.hubs.models import Community, Hub, HubUser
 from app.money import ZERO
+from app.periods import DAY, Window, as_utc, day_start, next_month
+from app.usage.metering import QUANTITY_NAMES, Quantities
 from app.usage.models import UsageHour
 
 T = TypeVar("T")
@@ -91,7 +93,7 @@ class CostPage:
     totals: dict[str, Decimal]
 
 
-def _in_force(query: Select[*Columns], period: DateRange) -> Select[*Columns]:
+def _in_force(query: Select[*Columns], period: Period) -> Select[*Columns]:
     """Restrict to the allocations of the run in force for each day of the range."""
     return query.join(
         AttributionDay,
@@ -123,12 +125,12 @@ def _period_column(interval: Interval) -> Any:
     return None
 
 
-def _single_period(period: DateRange, interval: Interval) -> bool:
+def _single_period(period: Period, interval: Interval) -> bool:
     if interval == Interval.total:
         return True
     if interval == Interval.month:
         return next_month(period.start) >= period.end
-    return period.days == 1
+    return period.end - period.start == DAY
 
 
 def _nulls_first(column: Any) -> Any:
@@ -140,7 +142,7 @@ def costs(
     *,
     session: Session,
     scope: CostScope,
-    period: DateRange,
+    period: Period,
     interval: Interval,
     dimensions: Sequence[Dimension] = (),
     limit: int | None = None,
@@ -205,7 +207,7 @@ def costs(
     return CostPage(rows=rows, total_rows=total_rows, totals=totals)
 
 
-def cost_totals(*, session: Session, scope: CostScope, period: DateRange) -> dict[str, Decimal]:
+def cost_totals(*, session: Session, scope: CostScope, period: Period) -> dict[str, Decimal]:
     """The total over the range, per currency."""
     query = select(Allocation.currency, money_sum(Allocation.amount)).select_from(Allocation)
     query = _in_force(query, period).where(*_scope_filters(scope)).group_by(Allocation.currency)
@@ -216,7 +218,7 @@ def count_cost_groups(
     *,
     session: Session,
     scope: CostScope,
-    period: DateRange,
+    period: Period,
     interval: Interval,
     dimensions: Sequence[Dimension],
 ) -> int:
@@ -252,7 +254,7 @@ def top_users(
     *,
     session: Session,
     hub_id: int,
-    period: DateRange,
+    period: Period,
     limit: int,
     offset: int = 0,
     community_id: str | None = None,
@@ -292,30 +294,6 @@ def top_users(
 
 # --- usage ----------------------------------------------------------------------------------
 
-USAGE_FIELDS = (
-    "server_seconds",
-    "memory_request_byte_seconds",
-    "cpu_request_core_seconds",
-    "memory_usage_byte_seconds",
-    "cpu_usage_core_seconds",
-    "gpu_request_seconds",
-    "home_storage_byte_seconds",
-)
-
-
-@dataclass(frozen=True)
-class UsageSums:
-    """Usage in exact base units, summed."""
-
-    server_seconds: Decimal = ZERO
-    memory_request_byte_seconds: Decimal = ZERO
-    cpu_request_core_seconds: Decimal = ZERO
-    memory_usage_byte_seconds: Decimal = ZERO
-    cpu_usage_core_seconds: Decimal = ZERO
-    gpu_request_seconds: Decimal = ZERO
-    home_storage_byte_seconds: Decimal = ZERO
-
-
 # (period start, hub id or None, user id or None)
 UsageKey = tuple[date, int | None, int | None]
 
@@ -324,11 +302,11 @@ def usage(
     *,
     session: Session,
     scope: CostScope,
-    period: DateRange,
+    period: Period,
     interval: Interval,
     dimensions: Sequence[Dimension] = (),
     user_ids: Iterable[int] | None = None,
-) -> dict[UsageKey, UsageSums]:
+) -> dict[UsageKey, Quantities]:
     """Usage over the range by period (start) and, where asked, hub and user.
 
     Only usage attributed to a hub is read: namespaces no hub names are nobody's to show.
@@ -351,11 +329,11 @@ def usage(
         columns.append(UsageHour.hub_id)
     if by_user:
         columns.append(UsageHour.user_id)
-    sums = [money_sum(getattr(UsageHour, name)) for name in USAGE_FIELDS]
+    sums = [money_sum(getattr(UsageHour, name)) for name in QUANTITY_NAMES]
     query = select(*columns, *sums).select_from(UsageHour)
     query = query.where(
-        UsageHour.hour >= datetime.combine(period.start, time(), UTC),
-        UsageHour.hour < datetime.combine(period.end, time(), UTC),
+        UsageHour.hour >= period.start_datetime,
+        UsageHour.hour < period.end_datetime,
         UsageHour.hub_id.is_not(None),
     )
     if scope.community_id is not None:
@@ -380,7 +358,7 @@ def usage(
         query = query.where(UsageHour.user_id.in_(list(user_ids)))
     if columns:
         query = query.group_by(*columns)
-    result: dict[UsageKey, UsageSums] = {}
+    result: dict[UsageKey, Quantities] = {}
     for record in session.execute(query).all():
         values = list(record)
         start = values.pop(0) if period_column is not None else period.start
@@ -388,7 +366,7 @@ def usage(
         user_id = values.pop(0) if by_user else None
         if all(v is None for v in values):
             continue
-        result[(start, hub_id, user_id)] = UsageSums(*[ZERO if v is None else v for v in values])
+        result[(start, hub_id, user_id)] = Quantities(*[ZERO if v is None else v for v in values])
     return result
 
 
@@ -397,7 +375,7 @@ def foreign_days(
     session: Session,
     community_id: str,
     hub_ids: Sequence[int],
-    period: DateRange | None = None,
+    period: Period | None = None,
 ) -> dict[int, date]:
     """For each of the hubs whose allocations in force (over `period`, or on any day) name a
     community other than `community_id`, the last such day: until then the hub's rows may be
@@ -425,7 +403,7 @@ def foreign_days(
 
 
 def _day_after(day: date) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time(), UTC)
+    return day_start(day + DAY)
 
 
 def _usage_after(foreign: dict[int, date]) -> ColumnElement[bool]:
@@ -458,7 +436,7 @@ class HubMonth:
     other_currencies: dict[str, Decimal] = field(default_factory=dict)
 
 
-def attributed_days(*, session: Session, period: DateRange) -> list[date]:
+def attributed_days(*, session: Session, period: Period) -> list[date]:
     """The days of the range that have allocations in force."""
     return list(
         session.scalars(
@@ -469,7 +447,7 @@ def attributed_days(*, session: Session, period: DateRange) -> list[date]:
     )
 
 
-def billed_until(*, session: Session, period: DateRange) -> date | None:
+def billed_until(*, session: Session, period: Period) -> date | None:
     """The first day of the range that the bill has not wholly reached, or None if no billing
     account has billed usage in the range.
 
@@ -479,11 +457,7 @@ def billed_until(*, session: Session, period: DateRange) -> date | None:
     that stops billing in the middle of the range (a cluster shut down) therefore holds the
     billed days back until the range ends: its days are forecast instead of counted.
     """
-    if not period.days:
-        return None
-    window = Window(
-        datetime.combine(period.start, time(), UTC), datetime.combine(period.end, time(), UTC)
-    )
+    window = Window(period.start_datetime, period.end_datetime)
     accounts = session.execute(
         select(CostLine.provider, CostLine.billing_account_id)
         .where(
@@ -505,14 +479,14 @@ def billed_until(*, session: Session, period: DateRange) -> date | None:
         )
         if through is not None:
             # The end of the last billed hour: its day counts only when that is midnight.
-            reached.append(through.astimezone(UTC).date())
+            reached.append(as_utc(through).date())
     return min(reached) if reached else None
 
 
 class BillReach(Protocol):
     """`billed_until`, or a cache of it."""
 
-    def __call__(self, *, session: Session, period: DateRange) -> date | None: ...
+    def __call__(self, *, session: Session, period: Period) -> date | None: ...
 
 
 @dataclass
@@ -550,10 +524,12 @@ def month_to_date(
     """
     if not hubs:
         return []
-    window = DateRange(month, min(next_month(month), max(today, month)))
+    # The days of the month before today; none on its first day (or before it starts).
+    window_end = min(next_month(month), max(today, month))
     by_hub: dict[int, _HubDays] = defaultdict(_HubDays)
     billed: list[date] = []
-    if window.days:
+    if window_end > month:
+        window = Period(month, window_end)
         reached = bill_reach(session=session, period=window)
         if reached is not None:
             billed = [d for d in attributed_days(session=session, period=window) if d < reached]
@@ -641,16 +617,6 @@ def hubs_by_id(*, session: Session, hub_ids: Iterable[int]) -> dict[int, Hub]:
     return {hub.id: hub for hub in session.scalars(select(Hub).where(Hub.id.in_(ids)))}
 
 
-def community_names(*, session: Session, community_ids: Iterable[str]) -> dict[str, str]:
-    """Community names by id."""
-    ids = sorted(set(community_ids))
-    if not ids:
-        return {}
-    return dict(
-        session.execute(select(Community.id, Community.name).where(Community.id.in_(ids))).all()
-    )
-
-
 # --- the directory: communities, hubs and users a caller may list ---------------------------
 
 
@@ -734,7 +700,7 @@ def list_users(
 
 
 def _seen_since(day: date) -> ColumnElement[bool]:
-    moment = datetime.combine(day, time(), UTC)
+    moment = day_start(day)
     used = exists().where(UsageHour.user_id == HubUser.id, UsageHour.hour >= moment)
     return or_(HubUser.first_seen_at >= moment, used)
 

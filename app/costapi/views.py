@@ -19,21 +19,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.attribution.rules import Period
 from app.auth.deps import CurrentPrincipal, FinancePrincipal
 from app.clock import utcnow
 from app.costapi import service
 from app.costapi.cache import CostCache
 from app.costapi.forecast import AlertState
-from app.costapi.periods import (
-    DateRange,
-    Interval,
-    RangeError,
-    check_range,
-    clip_period,
-    default_range,
-    month_start,
-    parse_month,
-)
+from app.costapi.ranges import Interval, check_range, clip_period, default_range
 from app.costapi.schemas import (
     CommunityMonthOut,
     CommunityRef,
@@ -66,10 +58,14 @@ from app.costapi.tabular import (
 )
 from app.costs.models import Component
 from app.deps import SessionDep
+from app.errors import UsageError
+from app.hubs import service as hub_service
 from app.hubs.models import Community, Hub
 from app.hubs.views import VisibleCommunity, VisibleHub, VisibleHubUser, rows_community
 from app.money import ZERO
+from app.periods import month_start, parse_month
 from app.problems import invalid, problem_responses
+from app.usage.metering import Quantities
 
 router = APIRouter(
     prefix="/api/v1", tags=["costs"], responses=problem_responses(401, 403, 404, 422)
@@ -132,7 +128,7 @@ async def report_range(
     start: StartParam = None,
     end: EndParam = None,
     interval: IntervalParam = Interval.day,
-) -> tuple[DateRange, Interval]:
+) -> tuple[Period, Interval]:
     """The checked range and interval of a report, or 422 saying what to change."""
     if start is None and end is None:
         return default_range(today), interval
@@ -144,11 +140,11 @@ async def report_range(
         )
     try:
         return check_range(start, end, interval), interval
-    except RangeError as exc:
+    except UsageError as exc:
         raise invalid(f"query.{exc.field}", exc.message) from None
 
 
-ReportRange = Annotated[tuple[DateRange, Interval], Depends(report_range)]
+ReportRange = Annotated[tuple[Period, Interval], Depends(report_range)]
 
 
 async def report_month(today: Today, month: MonthParam = None) -> date:
@@ -156,9 +152,9 @@ async def report_month(today: Today, month: MonthParam = None) -> date:
     if month is None:
         return month_start(today)
     try:
-        first = parse_month(month)
-    except RangeError as exc:
-        raise invalid("query.month", exc.message) from None
+        first = parse_month(month, "month")
+    except UsageError as exc:
+        raise invalid(f"query.{exc.field}", exc.message) from None
     if first > month_start(today):
         raise invalid("query.month", f"{month} has not started yet; ask for {today:%Y-%m}")
     return first
@@ -197,7 +193,7 @@ def _cost_rows(
     rows = list(rows)
     names = cache.usernames(session=session, user_ids=[r.user_id for r in rows if r.user_id])
     hubs = service.hubs_by_id(session=session, hub_ids=[r.hub_id for r in rows if r.hub_id])
-    communities = service.community_names(
+    communities = hub_service.community_names(
         session=session, community_ids=[r.community_id for r in rows if r.community_id]
     )
     out = []
@@ -237,7 +233,7 @@ def _cost_answer(
     session: Session,
     cache: CostCache,
     scope: service.CostScope,
-    period: DateRange,
+    period: Period,
     interval: Interval,
     dimensions: list[service.Dimension],
     limit: int | None,
@@ -495,9 +491,7 @@ def top_users(
                 share_percent=share,
                 components=dict(sorted(entry.components.items())),
                 estimated=entry.estimated,
-                usage=UsageOut.of(
-                    usage.get((period.start, None, entry.user_id), service.UsageSums())
-                ),
+                usage=UsageOut.of(usage.get((period.start, None, entry.user_id), Quantities())),
             )
         )
     page = Page.of(limit=limit, offset=offset, total=result.total_users)
@@ -583,7 +577,7 @@ def user_history(
                 period_start=span[0],
                 period_end=span[1],
                 costs=breakdown,
-                usage=UsageOut.of(usage.get(usage_key, service.UsageSums())),
+                usage=UsageOut.of(usage.get(usage_key, Quantities())),
             )
         )
     if wants_csv(request, format):
@@ -606,11 +600,11 @@ def user_history(
     )
 
 
-def _period_span(start: date, interval: Interval, period: DateRange) -> tuple[date, date]:
+def _period_span(start: date, interval: Interval, period: Period) -> tuple[date, date]:
     return clip_period(start, interval, period)
 
 
-def _usage_start(period_start: date, interval: Interval, period: DateRange) -> date:
+def _usage_start(period_start: date, interval: Interval, period: Period) -> date:
     """The key usage() gives the period that starts at `period_start` (months by their 1st)."""
     if interval == Interval.month:
         return month_start(period_start)
@@ -640,7 +634,7 @@ def _usage_answer(
     request: Request,
     session: Session,
     scope: service.CostScope,
-    period: DateRange,
+    period: Period,
     interval: Interval,
     dimensions: list[service.Dimension],
     limit: int | None,
@@ -688,7 +682,7 @@ def _usage_answer(
                 hub_name=key_hub.name if key_hub else None,
                 user_id=key[2],
                 username=names.get(key[2]) if key[2] is not None else None,
-                usage=UsageOut.of(usage.get(key, service.UsageSums())),
+                usage=UsageOut.of(usage.get(key, Quantities())),
                 costs=_money(cost_by_key.get(key, {})),
             )
         )

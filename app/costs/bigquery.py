@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.costs.gcp_export import export_query, validate_table
-from app.costs.records import Window
+from app.periods import Window
 
 PARTITION_MARGIN_BEFORE = timedelta(days=1)
 # Late rows and credits keep coming until the invoice month closes, early in the next month.

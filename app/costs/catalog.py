@@ -14,6 +14,7 @@ from typing import Any
 
 from app.costs.models import PriceBookSku
 from app.costs.records import plain_decimal
+from app.periods import as_utc
 
 NANOS = Decimal(10) ** 9
 
@@ -134,5 +135,5 @@ def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         if value.year <= 1970 and value.timestamp() == 0:
             return None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return as_utc(value)
     return None

@@ -19,7 +19,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +30,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app.costs.records import Window, iso
+from app.errors import UsageError
+from app.periods import Window, iso, parse_window
 from app.tables import write_csv
 
 console = Console()
@@ -80,33 +80,12 @@ def register(cli: typer.Typer, ingest: typer.Typer) -> None:
     cli.add_typer(costs_cli, name="costs")
 
 
-def _usage_error(message: str) -> Exception:
-    from app.cli import UsageError  # app.cli imports this module while it loads
-
-    return UsageError(message)
-
-
-def parse_time(text: str) -> datetime:
-    """`2026-10-01` (midnight UTC) or an ISO time; a time without an offset is UTC."""
-    value = text.strip()
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected a date like 2026-10-01 or a time like 2026-10-01T06:00:00Z, got {text!r}"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _window(start: str | None, end: str | None, *, required: bool) -> Window | None:
     if start is None and end is None and not required:
         return None
     if start is None or end is None:
-        raise _usage_error("give both --start and --end (UTC; the end is exclusive)")
-    try:
-        return Window(parse_time(start), parse_time(end))
-    except ValueError as exc:
-        raise _usage_error(f"--start/--end: {exc}") from exc
+        raise UsageError("give both --start and --end (UTC; the end is exclusive)")
+    return parse_window(start, end)
 
 
 @contextmanager
@@ -187,21 +166,21 @@ def ingest_costs(
 
     if source is None:
         choices = ", ".join(kind.value for kind in InputKind)
-        raise _usage_error(f"say what to read with --source: one of {choices}")
+        raise UsageError(f"say what to read with --source: one of {choices}")
     rt = runtime(ctx)
     paths = list(files or [])
     now = utcnow()
     if source in (InputKind.gcp_export, InputKind.focus):
         if not paths:
-            raise _usage_error(f"--source {source.value} reads FILE arguments; none given")
+            raise UsageError(f"--source {source.value} reads FILE arguments; none given")
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
-            raise _usage_error(f"no such file: {', '.join(missing)}")
+            raise UsageError(f"no such file: {', '.join(missing)}")
         if source is InputKind.gcp_export and start is None and end is None:
-            raise _usage_error(GCP_EXPORT_NEEDS_A_WINDOW)
+            raise UsageError(GCP_EXPORT_NEEDS_A_WINDOW)
         window = _window(start, end, required=source is InputKind.gcp_export)
     elif paths:
-        raise _usage_error(f"--source {source.value} reads no files; drop {paths[0]}")
+        raise UsageError(f"--source {source.value} reads no files; drop {paths[0]}")
     else:
         window = _window(start, end, required=True)
 
@@ -222,13 +201,13 @@ def ingest_costs(
         elif source is InputKind.gcp_bigquery:
             assert window is not None
             if table is None:
-                raise _usage_error("--source gcp-bigquery needs --table PROJECT.DATASET.TABLE")
+                raise UsageError("--source gcp-bigquery needs --table PROJECT.DATASET.TABLE")
             from app.costs import bigquery as bigquery_source
 
             try:
                 project = billing_project or bigquery_source.table_project(table)
             except ValueError as exc:
-                raise _usage_error(f"--table: {exc}") from exc
+                raise UsageError(str(exc), field="--table") from exc
             client = bigquery_source.make_client(
                 project=project, api_endpoint=rt.settings.bigquery_api_endpoint
             )
@@ -239,7 +218,7 @@ def ingest_costs(
         else:
             assert window is not None
             if cluster is None:
-                raise _usage_error("--source estimate needs --cluster NAME")
+                raise UsageError("--source estimate needs --cluster NAME")
             skus = {
                 driver: sku
                 for driver, sku in (
@@ -359,7 +338,9 @@ def show(
         grouping = service.GroupBy(group_by)
     except ValueError:
         choices = ", ".join(g.value for g in service.GroupBy)
-        raise _usage_error(f"--group-by: expected one of {choices}, got {group_by!r}") from None
+        raise UsageError(
+            f"expected one of {choices}, got {group_by!r}", field="--group-by"
+        ) from None
     window = _window(start, end, required=True)
     assert window is not None
     with transaction(runtime(ctx).session_factory) as session:
@@ -496,7 +477,7 @@ def prices_refresh(
     try:
         services = catalog.find_services(client, service_names)
     except LookupError as exc:
-        raise _usage_error(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     with transaction(rt.session_factory) as session:
         for name, (service_id, display_name) in services.items():
             entries = catalog.fetch_price_book(

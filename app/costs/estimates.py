@@ -22,7 +22,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 
 from app.costs.models import Component
-from app.costs.records import SUM_CONTEXT, CostRecord, iso, plain_decimal
+from app.costs.records import SUM_CONTEXT, CostRecord, plain_decimal
+from app.periods import iso
 
 SOURCE_PREFIX = "estimate"
 ESTIMATE_QUANTUM = Decimal("1e-10")

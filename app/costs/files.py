@@ -20,8 +20,9 @@ from typing import IO, Any
 from app.costs.focus import FocusParser, cell_text
 from app.costs.gcp_export import ExportAggregator
 from app.costs.problems import RowProblems
-from app.costs.records import CostRecord, Window
+from app.costs.records import CostRecord
 from app.errors import InputError, InputProblem
+from app.periods import Window
 
 Progress = Callable[[int], None]
 PROGRESS_EVERY_ROWS = 20_000

@@ -20,10 +20,11 @@ from pathlib import PurePath
 from typing import Any
 
 from app.costs.components import component_for
-from app.costs.problems import RowError, RowProblems
-from app.costs.records import CostRecord, Window, iso
+from app.costs.problems import RowProblems
+from app.costs.records import CostRecord
 from app.costs.values import parse_amount, parse_time
-from app.errors import InputError, InputProblem
+from app.errors import BadValue, InputError, InputProblem
+from app.periods import Window, iso
 
 SOURCE_PREFIX = "focus"
 NULLS = frozenset({"", "NULL"})
@@ -196,24 +197,17 @@ class FocusParser:
         values.append("")
         try:
             return self._record(values, line)
-        except RowError as error:
+        except BadValue as error:
             column = self._i.get(error.field or "")
             self.problems.report(
-                InputProblem(
-                    self.source_name,
-                    line,
-                    None if column is None else column + 1,
-                    error.field,
-                    error.expected,
-                    error.got,
-                )
+                error.at(self.source_name, line, None if column is None else column + 1)
             )
             return None
 
     def _required(self, values: list[str], position: int, name: str) -> str:
         value = values[position]
         if value in NULLS:
-            raise RowError(name, "a value (FOCUS requires one)", value)
+            raise BadValue(name, "a value (FOCUS requires one)", value)
         return value
 
     def _record(self, values: list[str], line: int) -> CostRecord:
@@ -229,20 +223,20 @@ class FocusParser:
             category_text.lower()
         )
         if charge_category is None:
-            raise RowError(
+            raise BadValue(
                 "ChargeCategory", "Usage, Purchase, Tax, Credit or Adjustment", category_text
             )
         charge_class = values[self._class]
         is_correction = False
         if charge_class not in nulls:
             if charge_class.lower() != "correction":
-                raise RowError("ChargeClass", "Correction or NULL", charge_class)
+                raise BadValue("ChargeClass", "Correction or NULL", charge_class)
             is_correction = True
         start = parse_time(required(values, self._charge_start, "ChargePeriodStart"),
                            "ChargePeriodStart")  # fmt: skip
         end = parse_time(required(values, self._charge_end, "ChargePeriodEnd"), "ChargePeriodEnd")
         if end <= start:
-            raise RowError("ChargePeriodEnd", "a time after ChargePeriodStart", iso(end))
+            raise BadValue("ChargePeriodEnd", "a time after ChargePeriodStart", iso(end))
         period_start = parse_time(
             required(values, self._period_start, "BillingPeriodStart"), "BillingPeriodStart"
         )
@@ -250,10 +244,10 @@ class FocusParser:
             required(values, self._period_end, "BillingPeriodEnd"), "BillingPeriodEnd"
         )
         if period_end <= period_start:
-            raise RowError("BillingPeriodEnd", "a time after BillingPeriodStart", iso(period_end))
+            raise BadValue("BillingPeriodEnd", "a time after BillingPeriodStart", iso(period_end))
         window = self.window
         if window is not None and not (window.start <= period_start and period_end <= window.end):
-            raise RowError(
+            raise BadValue(
                 "BillingPeriodStart",
                 f"a billing period inside the requested window {window}",
                 f"[{iso(period_start)}, {iso(period_end)})",
@@ -265,7 +259,7 @@ class FocusParser:
             if quantity < 0 and charge_category == "usage" and billed > 0:
                 # Azure reverses usage with negative quantities at negative cost; a negative
                 # quantity billed at a positive cost cannot happen.
-                raise RowError(
+                raise BadValue(
                     "ConsumedQuantity",
                     "zero or more for usage billed at a positive cost",
                     quantity_text,
@@ -276,7 +270,7 @@ class FocusParser:
         provider = self._providers.get(provider_name)
         if provider is None:
             if provider_name in nulls:
-                raise RowError(self.columns[self._provider], "the cloud's name", provider_name)
+                raise BadValue(self.columns[self._provider], "the cloud's name", provider_name)
             provider = self._providers[provider_name] = provider_key(provider_name)
         account = required(values, self._account, "BillingAccountId")
         service_category = values[self._service_category]
@@ -346,11 +340,11 @@ class FocusParser:
     def _check_currency(self, currency: str, line: int) -> None:
         if self.currency is None:
             if not re.fullmatch(r"[A-Z]{3}", currency):
-                raise RowError("BillingCurrency", "a three-letter currency code", currency)
+                raise BadValue("BillingCurrency", "a three-letter currency code", currency)
             self.currency, self.currency_where = currency, f"line {line}"
             return
         where = f", as at {self.currency_where}" if self.currency_where else ""
-        raise RowError(
+        raise BadValue(
             "BillingCurrency", f"one currency per import ({self.currency}{where})", currency
         )
 
@@ -361,9 +355,9 @@ class FocusParser:
         try:
             value = json.loads(text)
         except ValueError:
-            raise RowError("Tags", "a JSON object of tag keys and values", text[:200]) from None
+            raise BadValue("Tags", "a JSON object of tag keys and values", text[:200]) from None
         if not isinstance(value, dict):
-            raise RowError("Tags", "a JSON object of tag keys and values", text[:200])
+            raise BadValue("Tags", "a JSON object of tag keys and values", text[:200])
         tags = {
             str(key): item if isinstance(item, str) else json.dumps(item)
             for key, item in value.items()

@@ -25,10 +25,11 @@ from decimal import Decimal, localcontext
 from typing import Any, Literal
 
 from app.costs.components import component_for, gcp_service_category
-from app.costs.problems import RowError, RowProblems
-from app.costs.records import SUM_CONTEXT, ZERO, CostRecord, Window, iso, plain_decimal
+from app.costs.problems import RowProblems
+from app.costs.records import SUM_CONTEXT, ZERO, CostRecord, plain_decimal
 from app.costs.values import float_amount, parse_time
-from app.errors import InputProblem
+from app.errors import BadValue, InputProblem
+from app.periods import Window, iso
 
 SOURCE_PREFIX = "gcp-billing-export"
 PROVIDER = "gcp"
@@ -232,10 +233,8 @@ class ExportAggregator:
         """Add one export row, or report it as a problem (file, line, field) and skip it."""
         try:
             key, sums, credits, export_time = self._parse(row)
-        except RowError as error:
-            self.problems.report(
-                InputProblem(source, line, None, error.field, error.expected, error.got)
-            )
+        except BadValue as error:
+            self.problems.report(error.at(source, line))
             return
         currency = key[_CURRENCY]
         if self.currency is None:
@@ -304,7 +303,7 @@ class ExportAggregator:
             name = ".".join(group_key.path)
             if group_key.kind == "timestamp":
                 if value is None:
-                    raise RowError(name, "a timestamp")
+                    raise BadValue(name, "a timestamp")
                 key.append(_time(value, name))
             elif group_key.kind == "pairs":
                 key.append(_pairs_text(value, name))
@@ -313,19 +312,19 @@ class ExportAggregator:
         for required in ("billing_account_id", "sku_id", "currency", "cost_type"):
             if key[_INDEX[required]] is None:
                 path = ".".join(GROUP_KEYS[_INDEX[required]].path)
-                raise RowError(path, "a value (the export always has one)")
+                raise BadValue(path, "a value (the export always has one)")
         if not re.fullmatch(r"[A-Z]{3}", key[_CURRENCY]):
-            raise RowError("currency", "a three-letter currency code", key[_CURRENCY])
+            raise BadValue("currency", "a three-letter currency code", key[_CURRENCY])
         if key[_INDEX["cost_type"]] not in COST_TYPES:
-            raise RowError("cost_type", f"one of {', '.join(COST_TYPES)}", key[_INDEX["cost_type"]])
+            raise BadValue("cost_type", f"one of {', '.join(COST_TYPES)}", key[_INDEX["cost_type"]])
         if key[_USAGE_END] <= key[_USAGE_START]:
-            raise RowError("usage_end_time", "a time after usage_start_time", iso(key[_USAGE_END]))
+            raise BadValue("usage_end_time", "a time after usage_start_time", iso(key[_USAGE_END]))
         sums: list[Decimal | None] = []
         for column in SUM_COLUMNS:
             value = _at(row, column.path)
             sums.append(None if value is None else float_amount(value, ".".join(column.path)))
         if sums[0] is None:
-            raise RowError("cost", "a number (the export always has one)")
+            raise BadValue("cost", "a number (the export always has one)")
         usage_amount = sums[_USAGE_AMOUNT]
         if (
             key[_INDEX["cost_type"]] == "regular"
@@ -333,7 +332,7 @@ class ExportAggregator:
             and usage_amount < 0
             and sums[0] > 0
         ):
-            raise RowError(
+            raise BadValue(
                 "usage.amount",
                 "a usage amount of zero or more for a charge with a positive cost",
                 format(usage_amount, "f"),
@@ -376,12 +375,12 @@ def _text(value: Any, field: str) -> str | None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise RowError(field, "text", repr(value))
+    raise BadValue(field, "text", repr(value))
 
 
 def _time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
-        raise RowError(field, "a timestamp like 2026-10-01 00:00:00 UTC", repr(value))
+        raise BadValue(field, "a timestamp like 2026-10-01 00:00:00 UTC", repr(value))
     return parse_time(value, field)
 
 
@@ -393,13 +392,13 @@ def _pairs_text(value: Any, field: str) -> str:
     if isinstance(value, Mapping):  # a CSV may carry labels as a plain JSON object
         value = [{"key": k, "value": v} for k, v in value.items()]
     if not isinstance(value, list):
-        raise RowError(field, 'a list of {"key": ..., "value": ...}', repr(value)[:200])
+        raise BadValue(field, 'a list of {"key": ..., "value": ...}', repr(value)[:200])
     for item in value:
         if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
-            raise RowError(field, 'a list of {"key": ..., "value": ...}', repr(item)[:200])
+            raise BadValue(field, 'a list of {"key": ..., "value": ...}', repr(item)[:200])
         label_value = item.get("value")
         if label_value is not None and not isinstance(label_value, str):
-            raise RowError(field, "label values that are text", repr(label_value))
+            raise BadValue(field, "label values that are text", repr(label_value))
         pairs.append((item["key"], label_value))
     # BigQuery's ORDER BY puts NULL first; a NULL value stays distinct from "" as it does there.
     pairs.sort(key=lambda pair: (pair[0], pair[1] is not None, pair[1] or ""))
@@ -413,10 +412,10 @@ def _credits(value: Any) -> list[Decimal | None]:
     if value is None:
         return sums
     if not isinstance(value, list):
-        raise RowError("credits", "a list of credits", repr(value)[:200])
+        raise BadValue("credits", "a list of credits", repr(value)[:200])
     for credit in value:
         if not isinstance(credit, Mapping):
-            raise RowError("credits", "credits with name, amount and type", repr(credit)[:200])
+            raise BadValue("credits", "credits with name, amount and type", repr(credit)[:200])
         amount = credit.get("amount")
         if amount is None:
             continue  # SUM skips NULL amounts
@@ -443,10 +442,10 @@ def record_from_group(group: Mapping[str, Any]) -> CostRecord:
     """One cost line from one grouped row (a BigQuery result row or an aggregator group)."""
     cost_type = group["cost_type"]
     if cost_type not in COST_TYPES:
-        raise RowError("cost_type", f"one of {', '.join(COST_TYPES)}", cost_type)
+        raise BadValue("cost_type", f"one of {', '.join(COST_TYPES)}", cost_type)
     cost = _amount(group["cost"])
     if cost is None:
-        raise RowError("cost", "a number")
+        raise BadValue("cost", "a number")
     credits_by_type: dict[str, str] = {}
     credits = ZERO
     with localcontext(SUM_CONTEXT):
@@ -538,7 +537,7 @@ def _amount(value: Any) -> Decimal | None:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
-    raise RowError(None, "an exact decimal amount", repr(value))
+    raise BadValue(None, "an exact decimal amount", repr(value))
 
 
 def _plain_or_none(value: Decimal | None) -> Decimal | None:
@@ -576,9 +575,9 @@ def records_from_groups(
     for number, group in enumerate(groups, start=1):
         try:
             record = record_from_group(group)
-        except (RowError, KeyError, TypeError, ValueError) as error:
-            if isinstance(error, RowError):
-                problem = InputProblem(source, number, None, error.field, error.expected, error.got)
+        except (KeyError, TypeError, ValueError) as error:  # BadValue is a ValueError
+            if isinstance(error, BadValue):
+                problem = error.at(source, number)
             else:
                 problem = InputProblem(
                     source, number, None, None, "a grouped export row", repr(error)[:200]

@@ -20,9 +20,9 @@ from app.costs.estimates import source_for as estimate_source
 from app.costs.files import FileRead, Progress, aggregate_gcp_export, read_focus
 from app.costs.gcp_export import ExportAggregator, records_from_groups
 from app.costs.problems import RowProblems
-from app.costs.records import Window
 from app.costs.service import ImportReport, Replace
 from app.errors import InputError, InputProblem
+from app.periods import Window
 
 
 def ingest_focus_files(

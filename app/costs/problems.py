@@ -43,13 +43,3 @@ class RowProblems:
                 for p in self.problems
             ],
         }
-
-
-class RowError(ValueError):
-    """Raised inside a parser for one bad value; the parser adds file, line and column."""
-
-    def __init__(self, field: str | None, expected: str, got: str | None = None) -> None:
-        super().__init__(f"{field}: expected {expected}, got {got!r}")
-        self.field = field
-        self.expected = expected
-        self.got = got

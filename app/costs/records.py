@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Context, Decimal
 from typing import Any
 
@@ -92,53 +92,6 @@ STORED_COLUMNS: tuple[str, ...] = (
     "exported_at",
     "extra",
 )
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open UTC interval `[start, end)`."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("a window's bounds must be timezone-aware UTC times")
-        if self.end <= self.start:
-            raise ValueError(f"empty window: end {self.end:%Y-%m-%dT%H:%MZ} is not after start")
-
-    def contains(self, moment: datetime) -> bool:
-        return self.start <= moment < self.end
-
-    def covers(self, other: Window) -> bool:
-        return self.start <= other.start and other.end <= self.end
-
-    def __str__(self) -> str:
-        return f"[{iso(self.start)}, {iso(self.end)})"
-
-
-def iso(moment: datetime) -> str:
-    """`2026-10-01T00:00:00Z`: how hubmeter writes a UTC time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def day_start(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-
-
-def next_day_start(moment: datetime) -> datetime:
-    return day_start(moment) + timedelta(days=1)
-
-
-def month_start(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
-
-
-def next_month_start(moment: datetime) -> datetime:
-    start = month_start(moment)
-    return (start + timedelta(days=32)).replace(day=1)
 
 
 def plain_decimal(value: Decimal) -> Decimal:

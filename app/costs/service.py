@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any
@@ -33,12 +33,13 @@ from app.costs.estimates import HourUsage, Price
 from app.costs.files import FileRead
 from app.costs.models import CostLine, PriceBookSku
 from app.costs.problems import RowProblems
-from app.costs.records import SUM_CONTEXT, ZERO, CostRecord, Window, iso
+from app.costs.records import SUM_CONTEXT, ZERO, CostRecord
 from app.costs.store import CostLineWriter
 from app.db import money_sum
 from app.errors import InputError, InputProblem
 from app.ingestion import service as ingestion_service
 from app.ingestion.models import BatchKind, IngestionBatch
+from app.periods import Window, as_utc, iso
 from app.usage.models import UsageHour
 
 NO_SERVICE = "(no service)"
@@ -386,15 +387,11 @@ def billed_through(
     ).all()
     reached: datetime | None = None
     for start, end in rows:
-        end = _aware(end)
-        if end - _aware(start) <= timedelta(days=1) and (reached is None or end > reached):
+        # max() through SQLite loses the column type, and with it the UTC zone.
+        end = as_utc(end)
+        if end - as_utc(start) <= timedelta(days=1) and (reached is None or end > reached):
             reached = end
     return reached
-
-
-def _aware(moment: datetime) -> datetime:
-    # max() through SQLite loses the column type, and with it the UTC zone.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def retire_covered_estimates(*, session: Session, window: Window) -> int:
@@ -478,7 +475,7 @@ def cluster_usage_hours(*, session: Session, cluster: str, window: Window) -> li
     ).all()
     return [
         HourUsage(
-            hour=_aware(hour),
+            hour=as_utc(hour),
             cpu_request_core_seconds=cpu or ZERO,
             memory_request_byte_seconds=memory or ZERO,
             home_storage_byte_seconds=storage or ZERO,
@@ -621,7 +618,7 @@ def cost_totals(
         for value, currency, estimated, billed, credits, net, count in rows:
             key: str
             if isinstance(value, datetime):
-                key = _aware(value).date().isoformat()
+                key = as_utc(value).date().isoformat()
             else:
                 key = str(value) if value is not None else "(none)"
             total = totals.setdefault(

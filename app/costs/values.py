@@ -1,16 +1,17 @@
 """Reading one value of a bill: exact amounts, UTC times, FLOAT64 amounts from the GCP export.
 
-Pure functions. They raise `RowError` naming what was expected; the parser that called them adds
+Pure functions. They raise `BadValue` naming what was expected; the parser that called them adds
 the file, line and column.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from app.costs.problems import RowError
+from app.errors import BadValue
+from app.periods import read_utc_time
 
 # BigQuery's BIGNUMERIC keeps 38 decimal places; hubmeter reads GCP amounts at the same scale so
 # the export through BigQuery and the same export as a file agree to the last digit.
@@ -25,9 +26,9 @@ def parse_amount(text: str, field: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise RowError(field, "a decimal number", text) from None
+        raise BadValue(field, "a decimal number", text) from None
     if not value.is_finite() or "_" in text:
-        raise RowError(field, "a finite decimal number", text)
+        raise BadValue(field, "a finite decimal number", text)
     return value
 
 
@@ -37,16 +38,9 @@ def parse_time(text: str, field: str) -> datetime:
     cached = _TIMES.get(text)
     if cached is not None:
         return cached
-    value = text.strip()
-    if value.endswith(" UTC"):
-        value = value[:-4]
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise RowError(
-            field, "a time like 2026-10-01T00:00:00Z or 2026-10-01 00:00:00", text
-        ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = read_utc_time(text)
+    if moment is None:
+        raise BadValue(field, "a time like 2026-10-01T00:00:00Z or 2026-10-01 00:00:00", text)
     if len(_TIMES) >= _TIMES_CACHE_LIMIT:
         _TIMES.clear()
     _TIMES[text] = moment
@@ -62,18 +56,18 @@ def float_amount(value: object, field: str) -> Decimal:
     BigQuery query does the same per row with `PARSE_BIGNUMERIC(FORMAT('%.14e', x))`.
     """
     if isinstance(value, bool):
-        raise RowError(field, "a number", repr(value))
+        raise BadValue(field, "a number", repr(value))
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
-            raise RowError(field, "a number", value) from None
+            raise BadValue(field, "a number", value) from None
     elif isinstance(value, int | float):
         number = float(value)
     else:
-        raise RowError(field, "a number", repr(value))
+        raise BadValue(field, "a number", repr(value))
     if not math.isfinite(number):
-        raise RowError(field, "a finite number", repr(value))
+        raise BadValue(field, "a finite number", repr(value))
     return float64_decimal(number)
 
 

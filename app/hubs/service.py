@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,6 +130,19 @@ def hubs_by_namespace(*, session: Session, cluster_name: str) -> dict[str, Hub]:
     """The active hubs of a cluster, keyed by Kubernetes namespace."""
     rows = session.scalars(select(Hub).where(Hub.cluster_name == cluster_name, Hub.active))
     return {hub.namespace: hub for hub in rows}
+
+
+def community_names(
+    *, session: Session, community_ids: Iterable[str] | None = None
+) -> dict[str, str]:
+    """Community names by id: of `community_ids`, or of every community when None."""
+    query = select(Community.id, Community.name)
+    if community_ids is not None:
+        ids = sorted(set(community_ids))
+        if not ids:
+            return {}
+        query = query.where(Community.id.in_(ids))
+    return dict(session.execute(query).all())
 
 
 def get_or_create_users(

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from app.errors import UsageError
 from app.runtime import runtime
 from app.scheduling.models import JobRun
 
@@ -34,7 +35,6 @@ def run(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="A job from `jobs list`.")]
 ) -> None:
     """Run one scheduled job now; exits non-zero if it did not do all of its work."""
-    from app.cli import UsageError
     from jobs.schedule import job_named
 
     try:

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -32,27 +32,22 @@ from rich.progress import (
 from rich.table import Table
 
 from app.config import ConfigError
-from app.errors import InputError
+from app.errors import InputError, UsageError
 from app.money import format_amount
+from app.periods import parse_time, require_after
 from app.runtime import runtime
 from app.tables import write_csv
 from app.usage.metering import Quantities
-from app.usage.service import (
-    DISPLAY_UNITS,
-    Grouping,
-    SourceKind,
-    WindowError,
-    in_display_units,
-    require_whole_hour,
-)
+from app.usage.service import Grouping, SourceKind, WindowError, require_whole_hour
 from app.usage.sources import Progress as ProgressCallback
+from app.usage.units import DISPLAY_PLACES, DISPLAY_UNITS, in_display_units
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 TIME_HELP = "UTC, a date (2026-10-01) or an ISO time on a whole hour (2026-10-01T06:00Z)"
 # Places in machine-readable output; the table rounds further for reading.
-EXPORT_PLACES = 6
+EXPORT_PLACES = DISPLAY_PLACES
 TABLE_PLACES = 2
 
 
@@ -62,35 +57,14 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def parse_time(text: str) -> datetime:
-    """`2026-10-01` (midnight UTC), or an ISO time; a time without an offset is UTC."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise _usage_error(
-            f"expected a date like 2026-10-01 or a time like 2026-10-01T06:00:00Z, got {text!r}"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _usage_error(message: str) -> Exception:
-    """The root command's UsageError: printed as one line, exit status 2."""
-    # Imported here: app.cli imports this module while it is being set up.
-    from app.cli import UsageError
-
-    return UsageError(message)
-
-
-def _hour_option(text: str | None, what: str) -> datetime | None:
+def _hour_option(text: str | None, field: str) -> datetime | None:
+    """An optional --start or --end: a time on a whole UTC hour, or UsageError."""
     if text is None:
         return None
     try:
-        return require_whole_hour(parse_time(text), what)
-    except ValueError as exc:
-        raise _usage_error(str(exc)) from None
+        return require_whole_hour(parse_time(text, field), field)
+    except WindowError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def register(cli: typer.Typer, ingest: typer.Typer) -> None:
@@ -135,9 +109,9 @@ def ingest_usage_command(
     start_at = _hour_option(start, "--start")
     end_at = _hour_option(end, "--end")
     if file is not None and source is SourceKind.prometheus:
-        raise _usage_error("--file is an OpenMetrics export; drop --source prometheus")
-    if start_at is not None and end_at is not None and end_at <= start_at:
-        raise _usage_error("--end must be after --start")
+        raise UsageError("--file is an OpenMetrics export; drop --source prometheus")
+    if start_at is not None and end_at is not None:
+        require_after(start_at, end_at)
     rt = runtime(ctx)
     with _progress_bars() as progress:
         try:
@@ -151,7 +125,7 @@ def ingest_usage_command(
                 progress=progress,
             )
         except WindowError as exc:
-            raise _usage_error(str(exc)) from None
+            raise UsageError(str(exc)) from None
     failures = [outcome for outcome in outcomes if outcome.error is not None]
     done = [outcome for outcome in outcomes if outcome.report is not None]
     if done:
@@ -260,13 +234,12 @@ def show_usage_command(
     end_at = _hour_option(end, "--end")
     assert start_at is not None
     assert end_at is not None
-    if end_at <= start_at:
-        raise _usage_error("--end must be after --start")
+    require_after(start_at, end_at)
     rt = runtime(ctx)
     with transaction(rt.session_factory) as session:
         if hub is None:
             if by is not Grouping.total:
-                raise _usage_error("--by day|hour needs --hub")
+                raise UsageError("--by day|hour needs --hub")
             by_namespace = service.cluster_usage(
                 session=session, cluster_name=cluster, start=start_at, end=end_at
             )

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any, NamedTuple
 
+from app.errors import BadValue
 from app.money import EXACT
 from app.usage.queries import GPU_RESOURCES, Query
 from app.usage.usernames import (
@@ -48,10 +49,6 @@ PodNameHour = tuple[int, str, str]  # hour, namespace, pod
 DirectoryHour = tuple[int, str, str]  # hour, namespace, directory
 
 
-class ObservationError(ValueError):
-    """A query result hubmeter cannot meter from (not a finite number, a missing label)."""
-
-
 def tidy(value: Decimal) -> Decimal:
     """`value` without trailing zeros or exponent, so integers stay integers when stored."""
     if value == value.to_integral_value():
@@ -64,11 +61,11 @@ def parse_sample_value(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation as exc:
-        raise ObservationError(f"expected a number, got {text!r}") from exc
+        raise BadValue(None, "a number", text) from exc
     # Prometheus and the exporters hold 64-bit floats; anything larger is garbage, and writing
     # it out in full (1e400000000) would take the process down.
     if not value.is_finite() or (value and value.adjusted() > FLOAT_MAX_EXPONENT):
-        raise ObservationError(f"expected a finite number that fits a 64-bit float, got {text!r}")
+        raise BadValue(None, "a finite number that fits a 64-bit float", text)
     return value
 
 
@@ -114,7 +111,7 @@ class Observations:
     def add(self, query: Query, labels: Mapping[str, str], hour: int, value: Number) -> None:
         """Record one value of one query's result for the hour starting at `hour`."""
         if isinstance(value, Decimal) and not value.is_finite():
-            raise ObservationError(f"{query}: expected a finite number, got {value}")
+            raise BadValue(str(query), "a finite number", str(value))
         self.add_series(query, labels, ((hour, value),))
 
     def add_series(
@@ -123,7 +120,7 @@ class Observations:
         """Record one series of one query's result: (hour, value) points, values finite."""
         namespace = labels.get("namespace", "")
         if not namespace:
-            raise ObservationError(f"{query}: a result without a namespace label: {dict(labels)}")
+            raise BadValue(str(query), "a result with a namespace label", str(dict(labels)))
         pod = labels.get("pod", "")
         uid = labels.get("uid", "")
         if query is Query.server_samples:
@@ -185,7 +182,7 @@ def _whole(query: Query, value: Number) -> int:
     if type(value) is int and value >= 0:
         return value
     if value != value.to_integral_value() or value < 0:  # type: ignore[union-attr]  # Decimal
-        raise ObservationError(f"{query}: expected a count of samples, got {value}")
+        raise BadValue(str(query), "a count of samples", str(value))
     return int(value)
 
 

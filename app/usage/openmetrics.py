@@ -20,8 +20,8 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from app.errors import InputError, InputProblem
-from app.usage.metering import ObservationError, Observations, parse_sample_value
+from app.errors import BadValue, InputError, InputProblem
+from app.usage.metering import Observations, parse_sample_value
 from app.usage.queries import RESOURCES, Query
 from app.usage.sources import Progress
 
@@ -89,15 +89,6 @@ class OpenMetricsUsageSource:
         return read_openmetrics(self.path, progress=progress)
 
 
-class _Problem(Exception):
-    def __init__(self, column: int, field_name: str | None, expected: str, got: str | None):
-        super().__init__(expected)
-        self.column = column
-        self.field_name = field_name
-        self.expected = expected
-        self.got = got
-
-
 def read_openmetrics(
     path: Path,
     *,
@@ -124,8 +115,8 @@ def read_openmetrics(
     observations = Observations()
     try:
         _evaluate(series, observations, first_hour, end_hour)
-    except ObservationError as exc:
-        raise InputError(InputProblem(source, None, None, None, str(exc))) from exc
+    except BadValue as exc:
+        raise InputError(exc.at(source, None)) from exc
     return observations
 
 
@@ -168,13 +159,13 @@ def _read_series(
                 continue
             try:
                 series_text, rest = _split_series(line)
-            except _Problem as problem:
-                raise _problem_error(source, line_number, problem, line) from None
+            except BadValue as problem:
+                raise InputError(problem.at(source, line_number)) from None
             if series_text not in known:
                 try:
                     metric, labels = _parse_series(series_text)
-                except _Problem as problem:
-                    raise _problem_error(source, line_number, problem, line) from None
+                except BadValue as problem:
+                    raise InputError(problem.at(source, line_number)) from None
                 reduce = _reduction(metric, labels)
                 found = _Series(metric, labels, reduce) if reduce is not None else None
                 known[series_text] = found
@@ -228,7 +219,7 @@ def _read_series(
         except ValueError:
             try:
                 value = parse_sample_value(value_text)
-            except ObservationError:
+            except BadValue:
                 raise _input_error(
                     source, line_number, len(prefix) + 1, "value", "a finite number", value_text
                 ) from None
@@ -271,13 +262,13 @@ def _split_series(line: str) -> tuple[str, str]:
     """(series text, the rest of the line starting with its separating space)."""
     name = _METRIC_NAME.match(line)
     if name is None:
-        raise _Problem(1, "metric name", "a metric name", line.split(" ", 1)[0][:40])
+        raise BadValue("metric name", "a metric name", line.split(" ", 1)[0][:40], column=1)
     position = name.end()
     if position < len(line) and line[position] == "{":
         position = _skip_labels(line, position)
     if position >= len(line) or line[position] not in " \t":
         got = line[position:].rstrip("\r\n")[:20]
-        raise _Problem(position + 1, None, "a space and the sample value", got)
+        raise BadValue(None, "a space and the sample value", got, column=position + 1)
     return line[:position], line[position:]
 
 
@@ -300,7 +291,7 @@ def _skip_labels(line: str, position: int) -> int:
         elif char == "\n":
             break
         index += 1
-    raise _Problem(index + 1, "labels", "'}' closing the labels", None)
+    raise BadValue("labels", "'}' closing the labels", column=index + 1)
 
 
 def _parse_series(text: str) -> tuple[str, dict[str, str]]:
@@ -317,18 +308,22 @@ def _parse_series(text: str) -> tuple[str, dict[str, str]]:
         label = _LABEL_NAME.match(text, position)
         label_column = position + 1
         if label is None:
-            raise _Problem(position + 1, "labels", "a label name", text[position : position + 20])
+            raise BadValue(
+                "labels", "a label name", text[position : position + 20], column=position + 1
+            )
         position = label.end()
         if text[position : position + 2] != '="':
-            raise _Problem(position + 1, label.group(), 'an "=" and a quoted value', None)
+            raise BadValue(label.group(), 'an "=" and a quoted value', column=position + 1)
         value, position = _label_value(text, position + 2)
         if label.group() in labels:
-            raise _Problem(label_column, label.group(), "each label once", label.group())
+            raise BadValue(label.group(), "each label once", label.group(), column=label_column)
         labels[label.group()] = value
         if text[position] == ",":
             position += 1
         elif text[position] != "}":
-            raise _Problem(position + 1, "labels", "',' or '}' after a label", text[position])
+            raise BadValue(
+                "labels", "',' or '}' after a label", text[position], column=position + 1
+            )
     return name_match.group(), labels
 
 
@@ -343,14 +338,14 @@ def _label_value(text: str, position: int) -> tuple[str, int]:
         if char == "\\":
             escaped = _ESCAPES.get(text[position + 1])
             if escaped is None:
-                raise _Problem(position + 1, "label value", r"an escape \\, \" or \n", None)
+                raise BadValue("label value", r"an escape \\, \" or \n", column=position + 1)
             out.append(escaped)
             position += 2
             continue
         out.append(char)
         position += 1
         if position - start > 100_000:
-            raise _Problem(start, "label value", "a label value shorter than 100000", None)
+            raise BadValue("label value", "a label value shorter than 100000", column=start)
 
 
 def _milliseconds(text: str, source: str, line_number: int, column: int) -> int:
@@ -367,13 +362,6 @@ def _input_error(
     source: str, line: int, column: int, field_name: str | None, expected: str, got: str | None
 ) -> InputError:
     return InputError(InputProblem(source, line, column, field_name, expected, got))
-
-
-def _problem_error(source: str, line_number: int, problem: _Problem, line: str) -> InputError:
-    del line
-    return _input_error(
-        source, line_number, problem.column, problem.field_name, problem.expected, problem.got
-    )
 
 
 # --- the queries, evaluated on the reduced series ------------------------------------------

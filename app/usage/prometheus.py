@@ -24,17 +24,17 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from app.config import PrometheusSource
+from app.errors import BadValue
 from app.usage.metering import (
     FLOAT_EXACT_INTEGERS,
+    SECONDS_PER_HOUR,
     Number,
-    ObservationError,
     Observations,
     parse_number,
 )
 from app.usage.queries import QUERIES, UsageQuery
 from app.usage.sources import Progress, UsageSourceError
 
-SECONDS_PER_HOUR = 3600
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # Prometheus answers 422 when a query would load more samples than --query.max-samples, and 400
 # when a range query would return more than 11,000 points per series.
@@ -279,7 +279,7 @@ class PrometheusUsageSource:
                     if hour is None:
                         hour = hour_at[timestamp] = _hour_evaluated_at(timestamp)
                         if not first_hour <= hour < end_hour:
-                            raise ObservationError(f"a point at {timestamp}, outside the chunk")
+                            raise BadValue("timestamp", "a point inside the chunk", str(timestamp))
                     value = parse_number(value_text)
                     # A float64 this large has no fraction, so it arrives as an integer.
                     if isinstance(value, int) and value >= FLOAT_EXACT_INTEGERS:
@@ -287,7 +287,7 @@ class PrometheusUsageSource:
                     values.append((hour, value))
                 observations.add_series(query.name, labels, values)
                 points += len(values)
-        except (ObservationError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # BadValue is a ValueError
             raise UsageSourceError(
                 f"{self._where(query, first_hour, hours)}: unexpected answer: {exc}"
             ) from None
@@ -315,7 +315,7 @@ def _hour_evaluated_at(timestamp: float | int | str) -> int:
     ms = round(Decimal(str(timestamp)) * 1000)
     hour = (ms + 1) // 1000 - SECONDS_PER_HOUR
     if (ms + 1) % 1000 or hour % SECONDS_PER_HOUR:
-        raise ObservationError(f"a point at {timestamp}, not the last millisecond of an hour")
+        raise BadValue("timestamp", "the last millisecond of an hour", str(timestamp))
     return hour
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from time import monotonic
@@ -30,7 +30,7 @@ from app.hubs import service as hub_service
 from app.hubs.models import Hub, HubUser
 from app.ingestion import service as ingestion_service
 from app.ingestion.models import BatchKind
-from app.money import EXACT
+from app.periods import HOUR, as_utc, floor_hour
 from app.usage.metering import (
     QUANTITY_NAMES,
     MeteredRow,
@@ -45,7 +45,6 @@ from app.usage.openmetrics import OpenMetricsUsageSource
 from app.usage.prometheus import PrometheusUsageSource, RetryPolicy
 from app.usage.sources import Progress, UsageSource, UsageSourceError
 
-HOUR = timedelta(hours=1)
 DEFAULT_FIRST_WINDOW = timedelta(days=7)
 KIND = BatchKind.usage.value
 
@@ -62,17 +61,11 @@ class SourceKind(StrEnum):
 # --- windows ---------------------------------------------------------------------------------
 
 
-def floor_hour(moment: datetime) -> datetime:
-    """The start of the UTC hour `moment` falls in."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
 def require_whole_hour(moment: datetime, what: str) -> datetime:
     """`moment` in UTC, refused unless it is the start of an hour."""
     if moment.tzinfo is None:
         raise WindowError(f"{what} must carry a timezone (UTC)")
-    moment = moment.astimezone(UTC)
+    moment = as_utc(moment)
     if moment != floor_hour(moment):
         raise WindowError(
             f"{what} {moment:%Y-%m-%dT%H:%M:%SZ} is not on a whole hour: usage is metered in "
@@ -574,32 +567,6 @@ class Grouping(StrEnum):
     total = "total"
     day = "day"
     hour = "hour"
-
-
-GIB = 2**30
-SECONDS_PER_HOUR = 3600
-
-# Display units: (column name, unit, divisor from the stored base unit).
-DISPLAY_UNITS: tuple[tuple[str, str, str, int], ...] = (
-    ("server_seconds", "server_hours", "h", SECONDS_PER_HOUR),
-    ("memory_request_byte_seconds", "memory_request_gib_hours", "GiB-h", GIB * SECONDS_PER_HOUR),
-    ("memory_usage_byte_seconds", "memory_usage_gib_hours", "GiB-h", GIB * SECONDS_PER_HOUR),
-    ("cpu_request_core_seconds", "cpu_request_core_hours", "core-h", SECONDS_PER_HOUR),
-    ("cpu_usage_core_seconds", "cpu_usage_core_hours", "core-h", SECONDS_PER_HOUR),
-    ("gpu_request_seconds", "gpu_hours", "GPU-h", SECONDS_PER_HOUR),
-    ("home_storage_byte_seconds", "home_storage_gib_hours", "GiB-h", GIB * SECONDS_PER_HOUR),
-)
-
-
-def in_display_units(quantities: Quantities, places: int) -> dict[str, Decimal]:
-    """Hours, GiB-hours and core-hours from base units, rounded half-even to `places`."""
-    quantum = Decimal(1).scaleb(-places)
-    out: dict[str, Decimal] = {}
-    with localcontext(EXACT):
-        for base, display, _unit, divisor in DISPLAY_UNITS:
-            value = getattr(quantities, base) / divisor
-            out[display] = value.quantize(quantum, rounding=ROUND_HALF_EVEN)
-    return out
 
 
 @dataclass

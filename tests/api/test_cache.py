@@ -11,9 +11,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 import app.models as models
+from app.attribution.rules import Period
 from app.costapi import service
 from app.costapi.cache import CostCache
-from app.costapi.periods import DateRange
 from app.costapi.service import CostPage
 from tests.api.conftest import World, fresh_world, make_app
 
@@ -60,7 +60,7 @@ def test_a_new_run_shows_the_moment_it_is_in_force(
 
 def test_entries_expire_and_the_cache_stays_within_its_rows(world: World) -> None:
     cache = CostCache(max_rows=10, ttl_seconds=60)
-    period = DateRange(date(2026, 10, 1), date(2026, 10, 2))
+    period = Period(date(2026, 10, 1), date(2026, 10, 2))
     calls: list[str] = []
     clock = [0.0]
 
@@ -98,16 +98,16 @@ def test_entries_expire_and_the_cache_stays_within_its_rows(world: World) -> Non
 def test_how_far_the_bill_reaches_is_kept_until_a_cost_batch_arrives(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[DateRange] = []
+    calls: list[Period] = []
     computed = service.billed_until
 
-    def counted(*, session: Session, period: DateRange) -> date | None:
+    def counted(*, session: Session, period: Period) -> date | None:
         calls.append(period)
         return computed(session=session, period=period)
 
     monkeypatch.setattr(service, "billed_until", counted)
     cache = CostCache(max_rows=10)
-    october = DateRange(date(2026, 10, 1), date(2026, 10, 21))
+    october = Period(date(2026, 10, 1), date(2026, 10, 21))
     assert cache.billed_until(session=session, period=october) is None
     assert cache.billed_until(session=session, period=october) is None
     assert len(calls) == 1

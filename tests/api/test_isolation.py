@@ -26,8 +26,8 @@ import app.models as models
 from app.auth import service as token_service
 from app.auth.models import Role
 from app.config import ConfigError, HubmeterConfig
-from app.costapi.service import USAGE_FIELDS
 from app.hubs import service as hub_service
+from app.usage.metering import QUANTITY_NAMES
 from tests.api.conftest import NOW, Client, World, fresh_world, make_app
 
 OWN, OTHER, MISSING = "own", "other", "missing"
@@ -284,7 +284,7 @@ def test_a_hub_with_usage_or_allocations_is_not_moved_to_another_community(
             hub_id=hubs["ocean"].id,
             user_id=None,
             hour=NOW.replace(minute=0),
-            **dict.fromkeys(USAGE_FIELDS, Decimal(0)),
+            **dict.fromkeys(QUANTITY_NAMES, Decimal(0)),
         )
     )
     session.flush()

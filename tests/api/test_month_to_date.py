@@ -19,13 +19,14 @@ from app.config import Cluster as ConfigCluster
 from app.config import Community as ConfigCommunity
 from app.config import CostMatch, HubmeterConfig
 from app.config import Hub as ConfigHub
+from app.costapi import service as costapi_service
 from app.costapi.forecast import AlertState, forecast_month
 from app.costs import service as cost_service
 from app.costs.models import CostLine
-from app.costs.records import Window
 from app.hubs import service as hub_service
 from app.hubs.models import Hub
 from app.ingestion.models import IngestionBatch
+from app.periods import Window
 from app.usage.models import UsageHour
 from tests.api.conftest import Client, World, make_app
 
@@ -194,6 +195,18 @@ def test_a_month_that_has_not_started_is_refused(world: World, client_as: Client
     )
     assert past["days_attributed"] == 0
     assert past["alert_state"] == "no_data"
+
+
+def test_on_the_first_day_of_a_month_no_day_counts_yet(world: World) -> None:
+    # The month so far is no days at all: nothing to read, everything still to forecast.
+    with Session(world.engine) as session:
+        hubs = list(session.scalars(select(Hub).order_by(Hub.id)))
+        months = costapi_service.month_to_date(session=session, hubs=hubs, month=MONTH, today=MONTH)
+    assert [m.hub_id for m in months] == [hub.id for hub in hubs]
+    for month in months:
+        assert month.forecast.days_attributed == 0
+        assert month.forecast.month_to_date == 0
+        assert month.forecast.forecast is None
 
 
 # --- the bill lags usage: what a real attribution run leaves in force ---------------------

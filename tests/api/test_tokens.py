@@ -18,8 +18,9 @@ from app import cli as app_cli
 from app import migrate
 from app.auth import service as token_service
 from app.auth.models import ApiToken
-from app.cli import UsageError, cli
+from app.cli import cli
 from app.config import Settings
+from app.errors import UsageError
 from app.runtime import Runtime
 from tests.api.conftest import NOW, Client, World, make_app
 

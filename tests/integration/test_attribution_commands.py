@@ -29,7 +29,7 @@ from app.attribution.models import Allocation, AllocationPool, AttributionDay, A
 from app.attribution.rules import Period
 from app.auth import service as token_service
 from app.auth.models import Role
-from app.cli import UsageError, cli
+from app.cli import cli
 from app.config import (
     Cluster,
     Community,
@@ -41,6 +41,7 @@ from app.config import (
 )
 from app.costs.models import CostLine
 from app.db import make_sessionmaker, transaction
+from app.errors import UsageError
 from app.hubs import service as hub_service
 from app.hubs.models import HubUser
 from app.ingestion.models import IngestionBatch

@@ -23,7 +23,8 @@ from app.costs.files import aggregate_gcp_export
 from app.costs.gcp_export import ExportAggregator, records_from_groups
 from app.costs.models import CostLine, PriceBookSku
 from app.costs.problems import RowProblems
-from app.costs.records import CostRecord, Window
+from app.costs.records import CostRecord
+from app.periods import Window
 from app.synthetic import ScenarioSpec, generate
 from app.synthetic import catalog as synthetic_catalog
 from tests.fakes.bigquery import FakeBigQuery, fake_bigquery

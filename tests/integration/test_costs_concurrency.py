@@ -23,11 +23,11 @@ from app import migrate
 from app.costs import ingest
 from app.costs.estimates import Driver, EstimateTarget
 from app.costs.models import CostLine, PriceBookSku
-from app.costs.records import Window
 from app.db import make_sessionmaker, transaction
 from app.errors import InputError
 from app.hubs.models import Cluster
 from app.ingestion.models import BatchKind, BatchStatus, IngestionBatch
+from app.periods import Window
 from app.synthetic import ScenarioSpec, generate
 from app.usage import service as usage_service
 from app.usage.models import UsageHour

@@ -18,11 +18,11 @@ from app import migrate
 from app.costs import ingest, service
 from app.costs.estimates import Driver, EstimateTarget
 from app.costs.models import CostLine, PriceBookSku
-from app.costs.records import Window
 from app.db import make_sessionmaker, transaction
 from app.errors import InputError
 from app.hubs.models import Cluster
 from app.ingestion.models import BatchStatus, IngestionBatch
+from app.periods import Window
 from app.synthetic import ScenarioSpec, generate
 from app.usage.models import UsageHour
 
@@ -229,7 +229,8 @@ def test_a_gcp_export_file_needs_its_window_and_a_partial_extract_deletes_nothin
 ) -> None:
     from typer.testing import CliRunner
 
-    from app.cli import UsageError, cli
+    from app.cli import cli
+    from app.errors import UsageError
 
     migrate.upgrade(fresh_engine)
     # The command's engine is the fixture's, which the fixture disposes of.

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from app.attribution.rules import Period
+from app.errors import UsageError
 from jobs.attribute import month_period, trailing_period
 
 
@@ -29,5 +30,5 @@ def test_the_trailing_window(today: date, expected: Period) -> None:
 def test_a_month_is_its_calendar_days() -> None:
     assert month_period("2026-12") == Period(date(2026, 12, 1), date(2027, 1, 1))
     assert len(month_period("2028-02").days()) == 29
-    with pytest.raises(ValueError, match="expected a month like 2026-10"):
+    with pytest.raises(UsageError, match="expected YYYY-MM"):
         month_period("2026-13")

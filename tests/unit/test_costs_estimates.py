@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,7 @@ from app.costs.estimates import (
     estimate_cost,
     estimate_records,
 )
-from app.costs.records import Window
+from app.periods import Window
 from jobs.ingest_costs import trailing_window
 
 GIB = 2**30
@@ -103,3 +103,13 @@ def test_a_sku_sold_in_other_units_is_refused() -> None:
 def test_the_scheduled_re_pull_window(now: datetime, start: datetime) -> None:
     window = trailing_window(now, trailing_days=5)
     assert window == Window(start, now.replace(minute=0) + timedelta(hours=1))
+
+
+def test_the_re_pull_window_is_in_utc_hours_whatever_the_clock_says() -> None:
+    # 00:45 on the 6th in India is 19:15 UTC on the 5th: the previous month is still open,
+    # and the window ends at the end of the UTC hour (20:00), not of India's (01:00 = 19:30 UTC).
+    india = timezone(timedelta(hours=5, minutes=30))
+    window = trailing_window(datetime(2026, 11, 6, 0, 45, tzinfo=india), trailing_days=5)
+    assert window == Window(
+        datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 5, 20, tzinfo=UTC)
+    )

@@ -15,8 +15,9 @@ import pytest
 from app.costs.files import FileRead, read_focus
 from app.costs.focus import provider_key
 from app.costs.problems import RowProblems
-from app.costs.records import CostRecord, Window
+from app.costs.records import CostRecord
 from app.errors import InputError
+from app.periods import Window
 
 # Bundled with its licence (CC BY 4.0) in tests/data/focus-sample/.
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "focus-sample" / "focus_sample.csv"

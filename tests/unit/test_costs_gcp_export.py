@@ -21,9 +21,10 @@ from app.costs.gcp_export import (
     validate_table,
 )
 from app.costs.problems import RowProblems
-from app.costs.records import CostRecord, Window
+from app.costs.records import CostRecord
 from app.costs.values import float64_decimal
 from app.errors import InputError
+from app.periods import Window
 
 OCTOBER = Window(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 

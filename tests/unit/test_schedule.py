@@ -30,6 +30,17 @@ def test_the_next_run_time(cadence: Cadence, now: str, expected: str) -> None:
     assert cadence.next_after(moment) == datetime.fromisoformat(expected).replace(tzinfo=UTC)
 
 
+def test_the_next_run_time_counts_utc_hours_whatever_the_clock_says() -> None:
+    # 08:30 at UTC+2 is 06:30 UTC: every six hours from midnight UTC, the next is 12:23 UTC.
+    moment = datetime.fromisoformat("2026-10-01T08:30:00+02:00")
+    assert Cadence(minute=23, every_hours=6).next_after(moment) == datetime(
+        2026, 10, 1, 12, 23, tzinfo=UTC
+    )
+    # 10:50 at UTC+5:30 is 05:20 UTC: the next 7 minutes past a UTC hour is 06:07 UTC.
+    india = datetime.fromisoformat("2026-10-01T10:50:00+05:30")
+    assert Cadence(minute=7).next_after(india) == datetime(2026, 10, 1, 6, 7, tzinfo=UTC)
+
+
 def test_every_cronjob_runs_a_scheduled_job_at_its_cadence() -> None:
     shipped = {}
     for document in yaml.safe_load_all(CRONJOBS.read_text()):

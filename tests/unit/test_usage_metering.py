@@ -380,9 +380,10 @@ def test_float_noise_from_prometheus_is_rounded_to_a_millionth_of_a_core_second(
 
 @pytest.mark.parametrize("bad", ["NaN", "+Inf", "1.5e400000000"])
 def test_values_that_are_not_finite_numbers_are_refused(bad: str) -> None:
-    from app.usage.metering import ObservationError, parse_sample_value
+    from app.errors import BadValue
+    from app.usage.metering import parse_sample_value
 
-    with pytest.raises(ObservationError, match="finite"):
+    with pytest.raises(BadValue, match="finite"):
         parse_sample_value(bad)
 
 

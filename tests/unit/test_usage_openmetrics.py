@@ -90,6 +90,17 @@ def test_malformed_files_are_refused_where_they_go_wrong(
     assert problem(tmp_path, text) == expected
 
 
+def test_a_result_hubmeter_cannot_meter_says_which_query_and_what_was_wrong(
+    tmp_path: Path,
+) -> None:
+    # Well-formed OpenMetrics, but a series without the namespace every usage row needs.
+    text = f'kube_pod_annotations{{pod="p",annotation_hub_jupyter_org_username="a"}} 1 {T0}\n'
+    assert problem(tmp_path, text + "# EOF\n") == (
+        ": username_annotations: expected a result with a namespace label, "
+        "got \"{'pod': 'p', 'annotation_hub_jupyter_org_username': 'a'}\""
+    )
+
+
 def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "usage.om"
     path.write_bytes(b"x 1 2\n\xff\xfe\n# EOF\n")
