@@ -38,7 +38,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -164,31 +164,92 @@ def split_by_weights(
         raise ValueError("weights must be non-negative")
     if places is None:
         places = split_places(whole)
-    with localcontext(EXACT_SUM):
-        scaled = whole.scaleb(places)
-        if scaled != scaled.to_integral_value():
-            raise ValueError(f"{whole} has more than {places} decimal places")
-    whole_units = int(scaled)
+    whole_units = units_of(whole, places)
     integer_weights = _integer_weights(weights)
-    total_weight = sum(integer_weights.values())
-    if total_weight == 0:
-        raise ValueError("cannot split an amount by weights that are all zero")
-    sign = -1 if whole_units < 0 else 1
-    units = abs(whole_units)
-    floors: dict[K, int] = {}
-    remainders: list[tuple[int, Decimal, str, K]] = []
-    for key, weight in integer_weights.items():
-        # units * weight / total_weight = floor + remainder / total_weight, exactly.
-        floor, remainder = divmod(units * weight, total_weight)
-        floors[key] = floor
-        remainders.append((remainder, weights[key], repr(key), key))
-    leftover = units - sum(floors.values())
-    remainders.sort(key=lambda r: (-r[0], -r[1], r[2]))
-    for _, _, _, key in remainders[:leftover]:
-        floors[key] += 1
+    shares = Shares(list(integer_weights), list(integer_weights.values()))
     quantum = Decimal(1).scaleb(-places)
     with localcontext(EXACT_SUM):
-        return {key: (sign * floors[key]) * quantum for key in weights}
+        return {
+            key: part * quantum
+            for key, part in zip(shares.keys, shares.split(whole_units), strict=True)
+        }
+
+
+def units_of(amount: Decimal, places: int) -> int:
+    """`amount` as an integer number of units of 10**-places; refuses an amount with finer
+    digits than that (it cannot be split at that precision)."""
+    with localcontext(EXACT_SUM):
+        scaled = amount.scaleb(places)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{amount} has more than {places} decimal places")
+    return int(scaled)
+
+
+class Shares(Generic[K]):
+    """Integer weights, prepared for largest-remainder splits of integers: what
+    `split_by_weights` splits with, and what a hot loop that has its amounts in units of the
+    split precision (and its weights as integers) uses directly, with no `Decimal` per part.
+
+    `keys` and `weights` are in the order given; `split(units)` returns the parts in that order.
+    Weights must be non-negative integers, not all zero. A split gives every key the floor of
+    its exact share (towards zero) and the units left over to the largest remainders; ties go to
+    the larger weight, then to the key whose repr sorts first: the same parts, whatever the
+    order of the keys.
+    """
+
+    __slots__ = ("_ties", "keys", "total", "weights")
+
+    def __init__(self, keys: Sequence[K], weights: Sequence[int]) -> None:
+        if len(keys) != len(weights):
+            raise ValueError("one weight per key")
+        if not keys:
+            raise ValueError("cannot split an amount over no parts")
+        if min(weights) < 0:
+            raise ValueError("weights must be non-negative")
+        total = sum(weights)
+        if total == 0:
+            raise ValueError("cannot split an amount by weights that are all zero")
+        self.keys = keys
+        self.weights = weights
+        self.total = total
+        self._ties: list[int] | None = None
+
+    def split(self, units: int) -> list[int]:
+        """`units` (an integer of any sign) in parts proportional to the weights, adding up to
+        `units` exactly."""
+        if units < 0:
+            return [-part for part in self.split(-units)]
+        total = self.total
+        parts: list[int] = []
+        remainders: list[int] = []
+        for weight in self.weights:
+            # units * weight / total = part + remainder / total, exactly.
+            part, remainder = divmod(units * weight, total)
+            parts.append(part)
+            remainders.append(remainder)
+        leftover = units - sum(parts)
+        if leftover:
+            # Largest remainders first; among equal remainders the order below is the index
+            # order, which only matters if a run of equal remainders straddles the cut: then
+            # the documented tie order (larger weight, then repr of the key) decides.
+            order = sorted(range(len(parts)), key=remainders.__getitem__, reverse=True)
+            if remainders[order[leftover - 1]] == remainders[order[leftover]]:
+                order = sorted(self._tie_order(), key=remainders.__getitem__, reverse=True)
+            for index in order[:leftover]:
+                parts[index] += 1
+        return parts
+
+    def _tie_order(self) -> list[int]:
+        """Indices by larger weight, then by the repr of the key (a stable sort by remainder
+        keeps this order among equal remainders)."""
+        if self._ties is None:
+            # Two stable sorts: by repr, then by weight, larger first (equal weights keep the
+            # repr order).
+            reprs = [repr(key) for key in self.keys]
+            ties = sorted(range(len(reprs)), key=reprs.__getitem__)
+            ties.sort(key=self.weights.__getitem__, reverse=True)
+            self._ties = ties
+        return self._ties
 
 
 def _integer_weights(weights: Mapping[K, Decimal]) -> dict[K, int]:

@@ -29,19 +29,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
-from operator import attrgetter
 from typing import Any
 
 from app.config import ComputeDriver, HubmeterConfig, NoUsagePolicy, SplitMode
-from app.money import EXACT, EXACT_SUM, ZERO, exact_difference, split_by_weights, split_evenly
+from app.money import (
+    EXACT,
+    EXACT_SUM,
+    ZERO,
+    Shares,
+    exact_difference,
+    split_by_weights,
+    split_evenly,
+    split_places,
+    units_of,
+)
+from app.periods import DAY, HOUR, day_start
+from app.usage.units import GIB
 
-GIB = 1024**3
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 # Part of every run's policy, hence of every day's input fingerprint: bumped whenever the same
 # inputs can give different allocations, so that re-runs recompute days rather than copy them.
 # 2: sums are exact at any number of digits (1 rounded them at 28 significant digits).
@@ -170,6 +178,67 @@ class UsageRow:
     home_storage_byte_seconds: Decimal = ZERO
 
 
+@dataclass(slots=True)
+class UsageColumn:
+    """One usage field of every row of a `UsageTable`, exactly: row i has
+    `values[i] * 10**exponent` (in the field's base unit). Integers, so that a month of usage
+    is summed and split without a `Decimal` per value."""
+
+    values: list[int]
+    exponent: int = 0
+
+    @classmethod
+    def of(cls, values: Sequence[Decimal]) -> UsageColumn:
+        """Decimals as integers times the power of ten of the finest of them."""
+        exponent = 0
+        for value in values:
+            if not value.is_finite():
+                raise ValueError(f"expected a finite usage quantity, got {value}")
+            value_exponent = value.as_tuple().exponent
+            assert isinstance(value_exponent, int)
+            exponent = min(exponent, value_exponent)
+        return cls([int(value.scaleb(-exponent, EXACT_SUM)) for value in values], exponent)
+
+    def rescaled(self, exponent: int) -> list[int]:
+        """The values as integers times 10**exponent (not above this one's exponent)."""
+        if exponent == self.exponent:
+            return self.values
+        factor = 10 ** (self.exponent - exponent)
+        return [value * factor for value in self.values]
+
+
+@dataclass(slots=True)
+class UsageTable:
+    """Usage rows as columns, the form `allocate` reads fastest (a month is a million rows):
+    row i is what `UsageRow(clusters[i], namespaces[i], hub_ids[i], user_ids[i], hours[i],
+    ...)` says, with its quantities in `quantities`, keyed by UsageRow field name. Only the
+    fields the policy's drivers read are needed (`usage_fields`)."""
+
+    clusters: list[str]
+    namespaces: list[str]
+    hub_ids: list[int | None]
+    user_ids: list[int | None]
+    hours: list[datetime]
+    quantities: dict[str, UsageColumn]
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[UsageRow]) -> UsageTable:
+        rows = list(rows)
+        return cls(
+            clusters=[row.cluster for row in rows],
+            namespaces=[row.namespace for row in rows],
+            hub_ids=[row.hub_id for row in rows],
+            user_ids=[row.user_id for row in rows],
+            hours=[row.hour for row in rows],
+            quantities={
+                name: UsageColumn.of([getattr(row, name) for row in rows]) for name in USAGE_FIELDS
+            },
+        )
+
+    def __len__(self) -> int:
+        return len(self.hours)
+
+
 @dataclass(frozen=True)
 class Period:
     """Whole UTC days, half-open: [start, end)."""
@@ -191,10 +260,6 @@ class Period:
     @property
     def end_datetime(self) -> datetime:
         return day_start(self.end)
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 # --- policy -------------------------------------------------------------------------------------
@@ -522,22 +587,61 @@ def driver_for(component: str, gpu: bool, options: Options) -> str:
     return options.compute_driver.value
 
 
-def _driver_function(name: str, options: Options) -> Callable[[UsageRow], Decimal]:
-    if name == "memory_request":
-        return attrgetter("memory_request_byte_seconds")
+# The UsageRow fields each driver reads.
+USAGE_FIELDS = (
+    "memory_request_byte_seconds",
+    "memory_usage_byte_seconds",
+    "cpu_request_core_seconds",
+    "gpu_request_seconds",
+    "home_storage_byte_seconds",
+)
+_DRIVER_FIELDS = {
+    "memory_request": ("memory_request_byte_seconds",),
+    "max_request_usage": ("memory_request_byte_seconds", "memory_usage_byte_seconds"),
+    "cpu_memory": ("memory_request_byte_seconds", "cpu_request_core_seconds"),
+    "gpu": ("gpu_request_seconds",),
+    "home_storage": ("home_storage_byte_seconds",),
+}
+
+
+def usage_fields(options: Options) -> tuple[str, ...]:
+    """The UsageRow fields attribution reads under `options` (the others cannot change an
+    allocation): those of the compute driver, memory requests (idle capacity), home storage,
+    and GPU time if GPU SKUs follow it."""
+    drivers = [options.compute_driver.value, "memory_request", "home_storage"]
+    if options.gpu_driver:
+        drivers.append("gpu")
+    wanted = {name for driver in drivers for name in _DRIVER_FIELDS[driver]}
+    return tuple(name for name in USAGE_FIELDS if name in wanted)
+
+
+def _driver_quantities(name: str, table: UsageTable, options: Options) -> UsageColumn:
+    """A driver's units row by row, exactly, as integers times a power of ten."""
+    fields = _DRIVER_FIELDS.get(name)
+    if fields is None:
+        raise PolicyError(f"unknown driver {name!r}")
+    missing = [field for field in fields if field not in table.quantities]
+    if missing:
+        raise PolicyError(f"driver {name!r} needs usage field(s) {', '.join(missing)}, not read")
     if name == "max_request_usage":
-        return lambda row: max(row.memory_request_byte_seconds, row.memory_usage_byte_seconds)
+        request, used = (table.quantities[field] for field in fields)
+        exponent = min(request.exponent, used.exponent)
+        values = list(map(max, request.rescaled(exponent), used.rescaled(exponent)))
+        return UsageColumn(values, exponent)
     if name == "cpu_memory":
         # Weight one core-second like `ratio` GiB-seconds of memory, in byte-seconds.
-        per_core_second = options.cpu_to_memory_price_ratio * GIB
-        return lambda row: (
-            row.memory_request_byte_seconds + row.cpu_request_core_seconds * per_core_second
-        )
-    if name == "gpu":
-        return attrgetter("gpu_request_seconds")
-    if name == "home_storage":
-        return attrgetter("home_storage_byte_seconds")
-    raise PolicyError(f"unknown driver {name!r}")
+        memory, cpu = (table.quantities[field] for field in fields)
+        ratio = options.cpu_to_memory_price_ratio
+        ratio_exponent = ratio.as_tuple().exponent
+        assert isinstance(ratio_exponent, int)
+        per_core = int(ratio.scaleb(-ratio_exponent, EXACT_SUM)) * GIB
+        exponent = min(memory.exponent, cpu.exponent + ratio_exponent)
+        cpu_scaled = UsageColumn(cpu.values, cpu.exponent + ratio_exponent).rescaled(exponent)
+        values = [
+            m + c * per_core for m, c in zip(memory.rescaled(exponent), cpu_scaled, strict=True)
+        ]
+        return UsageColumn(values, exponent)
+    return table.quantities[fields[0]]
 
 
 def _idle_driver(name: str) -> str:
@@ -812,55 +916,126 @@ class _Cell:
     capacity: Decimal | None = None
 
 
-@dataclass(slots=True)
 class _Weights:
-    """Driver units over some hours of one cluster: per hub (int) or unnamed namespace (str),
-    and per hub per user (None: the hub's own usage, such as a shared directory)."""
+    """Driver units over some hours of one cluster, as integers times 10**exponent: per hub
+    (int) or unnamed namespace (str), and per hub per user (None: the hub's own usage, such as
+    a shared directory), with the integer shares split by, prepared once."""
 
-    by_hub: dict[int | str, Decimal]
-    by_user: dict[int, dict[int | None, Decimal]]
-    total: Decimal
+    __slots__ = ("_hub_shares", "_user_shares", "by_hub", "by_user", "exponent", "total")
 
+    def __init__(
+        self,
+        by_hub: dict[int | str, int],
+        by_user: dict[int, dict[int | None, int]],
+        total: int,
+        exponent: int,
+    ) -> None:
+        self.by_hub = by_hub
+        self.by_user = by_user
+        self.total = total
+        self.exponent = exponent
+        self._hub_shares: Shares[int | str] | None = None
+        self._user_shares: dict[int, Shares[int | None]] = {}
 
-_HUB_LEVEL: None = None
+    def decimal(self, units: int) -> Decimal:
+        """Units as the exact Decimal they stand for."""
+        return Decimal(units).scaleb(self.exponent, EXACT_SUM) if units else ZERO
+
+    @property
+    def total_decimal(self) -> Decimal:
+        return self.decimal(self.total)
+
+    def hub_shares(self) -> Shares[int | str]:
+        if self._hub_shares is None:
+            self._hub_shares = Shares(list(self.by_hub), list(self.by_hub.values()))
+        return self._hub_shares
+
+    def user_shares(self, hub_id: int) -> Shares[int | None] | None:
+        """The hub's users' shares, or None if no user (nor the hub itself) drove it."""
+        shares = self._user_shares.get(hub_id)
+        if shares is None:
+            users = self.by_user.get(hub_id)
+            if not users:
+                return None
+            shares = self._user_shares[hub_id] = Shares(list(users), list(users.values()))
+        return shares
 
 
 class _UsageIndex:
-    def __init__(self, usage: Iterable[UsageRow], policy: Policy) -> None:
+    """A day's usage by cluster and hour, and the driver units of any hours, cached."""
+
+    def __init__(self, usage: Iterable[UsageRow] | UsageTable, policy: Policy) -> None:
         self.options = policy.options
+        table = usage if isinstance(usage, UsageTable) else UsageTable.of_rows(usage)
+        self.table = table
         known_hubs = {h.id for h in policy.hubs}
-        self.rows: dict[tuple[str, datetime], list[UsageRow]] = defaultdict(list)
-        for row in usage:
-            if row.hub_id is not None and row.hub_id not in known_hubs:
+        # (cluster, hour) -> the indices of its rows, in input order.
+        rows: dict[tuple[str, datetime], list[int]] = {}
+        for index, (cluster, hour, hub_id) in enumerate(
+            zip(table.clusters, table.hours, table.hub_ids, strict=True)
+        ):
+            if hub_id is not None and hub_id not in known_hubs:
                 raise PolicyError(
-                    f"usage of cluster {row.cluster!r}, namespace {row.namespace!r} names hub id "
-                    f"{row.hub_id}, which the policy does not know"
+                    f"usage of cluster {cluster!r}, namespace {table.namespaces[index]!r} names "
+                    f"hub id {hub_id}, which the policy does not know"
                 )
-            self.rows[(row.cluster, row.hour)].append(row)
+            at = rows.get((cluster, hour))
+            if at is None:
+                rows[(cluster, hour)] = [index]
+            else:
+                at.append(index)
+        self.rows = rows
+        # What a row's units count for across hubs: its hub, or its namespace if no hub names it.
+        self.hub_keys: list[int | str] = [
+            namespace if hub_id is None else hub_id
+            for hub_id, namespace in zip(table.hub_ids, table.namespaces, strict=True)
+        ]
+        self._drivers: dict[str, UsageColumn] = {}
         self._cache: dict[tuple[str, tuple[datetime, ...], str], _Weights] = {}
-        self._functions = {name: _driver_function(name, self.options) for name in DRIVERS}
+
+    def exponents(self) -> dict[str, int]:
+        """The power of ten each driver's integer units are counted in, for the drivers read."""
+        return {name: quantities.exponent for name, quantities in self._drivers.items()}
+
+    def driver(self, name: str) -> UsageColumn:
+        quantities = self._drivers.get(name)
+        if quantities is None:
+            quantities = _driver_quantities(name, self.table, self.options)
+            self._drivers[name] = quantities
+        return quantities
 
     def weights(self, cluster: str, hours: tuple[datetime, ...], driver: str) -> _Weights:
         key = (cluster, hours, driver)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        value = self._functions[driver]
-        by_hub: dict[int | str, Decimal] = {}
-        by_user: dict[int, dict[int | None, Decimal]] = {}
-        total = ZERO
+        quantities = self.driver(driver)
+        values = quantities.values
+        hub_keys = self.hub_keys
+        hub_ids = self.table.hub_ids
+        user_ids = self.table.user_ids
+        by_hub: dict[int | str, int] = {}
+        by_user: dict[int, dict[int | None, int]] = {}
+        total = 0
         for hour in hours:
-            for row in self.rows.get((cluster, hour), ()):
-                units = value(row)
+            for index in self.rows.get((cluster, hour), ()):
+                units = values[index]
                 if not units:
                     continue
+                if units < 0:
+                    raise ValueError("weights must be non-negative")
                 total += units
-                hub_key: int | str = row.hub_id if row.hub_id is not None else row.namespace
-                by_hub[hub_key] = by_hub.get(hub_key, ZERO) + units
-                if row.hub_id is not None:
-                    users = by_user.setdefault(row.hub_id, {})
-                    users[row.user_id] = users.get(row.user_id, ZERO) + units
-        weights = _Weights(by_hub, by_user, total)
+                hub_key = hub_keys[index]
+                by_hub[hub_key] = by_hub.get(hub_key, 0) + units
+                hub_id = hub_ids[index]
+                if hub_id is not None:
+                    users = by_user.get(hub_id)
+                    user_id = user_ids[index]
+                    if users is None:
+                        by_user[hub_id] = {user_id: units}
+                    else:
+                        users[user_id] = users.get(user_id, 0) + units
+        weights = _Weights(by_hub, by_user, total, quantities.exponent)
         self._cache[key] = weights
         return weights
 
@@ -903,18 +1078,28 @@ def _slice_bounds(start: datetime, end: datetime, day: date) -> tuple[datetime, 
 
 
 class _Accumulator:
-    """Sums parts into daily allocation rows and pools, and passes them to a tracer."""
+    """Sums parts into daily allocation rows and pools, and passes them to a tracer.
+
+    Amounts are summed as integer coefficients with a power of ten, `[coefficient, exponent,
+    units]`: exactly what `Decimal` addition gives (the sum of parts with exponents e1 and e2
+    has exponent min(e1, e2)), without a `Decimal` per part. Driver units are integers in the
+    power of ten of the pool's driver (`_UsageIndex.exponent`); idle capacity units, which come
+    from the bill's consumed quantities, stay `Decimal`.
+    """
 
     def __init__(self, tracer: Callable[[TracePart], None] | None) -> None:
         # Rows refer to pools by position: hashing a PoolKey for every part would cost more
         # than the split itself.
         self.pools: list[Pool] = []
         self.pool_positions: dict[PoolKey, int] = {}
-        # (pool, hub, user, rule, detail) -> [amount, units]
+        # (pool, hub, user, rule, detail) -> [coefficient, exponent, units], for everything but
+        # a user's parts, which are in user_rows: (pool, hub, rule) -> user -> the same.
         self.rows: dict[tuple[int, int | None, int | None, str, str | None], list[Any]] = {}
+        self.user_rows: dict[tuple[int, int, str], dict[int, list[Any]]] = {}
         # (pool, hub) -> hub units summed over the cells split across hubs by usage
-        self.hub_units: dict[tuple[int, int | str], Decimal] = {}
-        self.hub_level_parts: dict[tuple[int, int], dict[str, Decimal]] = {}
+        self.hub_units: dict[tuple[int, int | str], int] = {}
+        # (pool, hub) -> origin (the rule that brought it) -> [coefficient, exponent]
+        self.hub_level_parts: dict[tuple[int, int], dict[str, list[int]]] = {}
         self.tracer = tracer
 
     def pool(self, key: PoolKey) -> int:
@@ -931,22 +1116,60 @@ class _Accumulator:
         user_id: int | None,
         rule: str,
         detail: str | None,
-        amount: Decimal,
-        units: Decimal | None,
+        coefficient: int,
+        exponent: int,
+        units: int | Decimal | None,
     ) -> None:
         key = (pool, hub_id, user_id, rule, detail)
         row = self.rows.get(key)
         if row is None:
-            self.rows[key] = [amount, units]
-        else:
-            row[0] += amount
-            if units is not None:
-                row[1] = units if row[1] is None else row[1] + units
+            self.rows[key] = [coefficient, exponent, units]
+            return
+        _add_to(row, coefficient, exponent)
+        if units is not None:
+            row[2] = units if row[2] is None else row[2] + units
+
+    def add_decimal(
+        self,
+        pool: int,
+        hub_id: int | None,
+        user_id: int | None,
+        rule: str,
+        detail: str | None,
+        amount: Decimal,
+        units: int | Decimal | None,
+    ) -> None:
+        self.add(pool, hub_id, user_id, rule, detail, *_coefficient(amount), units)
+
+
+def _add_to(row: list[Any], coefficient: int, exponent: int) -> None:
+    """Add coefficient * 10**exponent to row[0] * 10**row[1], exactly, keeping the smaller
+    exponent (as Decimal addition does)."""
+    if exponent == row[1]:
+        row[0] += coefficient
+    elif exponent < row[1]:
+        row[0] = row[0] * 10 ** (row[1] - exponent) + coefficient
+        row[1] = exponent
+    else:
+        row[0] += coefficient * 10 ** (exponent - row[1])
+
+
+def _coefficient(amount: Decimal) -> tuple[int, int]:
+    """A finite Decimal as (coefficient, exponent): amount = coefficient * 10**exponent, with the
+    Decimal's own exponent."""
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return int(amount.scaleb(-exponent, EXACT_SUM)), exponent
+
+
+def _decimal(coefficient: int, exponent: int) -> Decimal:
+    """coefficient * 10**exponent as a Decimal with that exponent."""
+    return Decimal(coefficient).scaleb(exponent, EXACT_SUM)
 
 
 def allocate(
     cost_items: Iterable[CostItem],
-    usage: Iterable[UsageRow],
+    usage: Iterable[UsageRow] | UsageTable,
     policy: Policy,
     period: Period,
     *,
@@ -966,7 +1189,7 @@ def allocate(
 
 def _allocate(
     cost_items: Iterable[CostItem],
-    usage: Iterable[UsageRow],
+    usage: Iterable[UsageRow] | UsageTable,
     policy: Policy,
     period: Period,
     tracer: Callable[[TracePart], None] | None,
@@ -1004,7 +1227,7 @@ def _allocate(
                 capacity, options, active_hubs_of, fixed_weights
             )
 
-    return _result(acc, hubs, dict(cost_by_day))
+    return _result(acc, hubs, dict(cost_by_day), index)
 
 
 def _cells(
@@ -1097,7 +1320,12 @@ def _fixed_weights(policy: Policy) -> dict[int, Decimal]:
 
 
 class _SliceSplit:
-    """Splits one day slice of one cell: the context every step of the split shares."""
+    """Splits one day slice of one cell: the context every step of the split shares.
+
+    Every split of a slice is made at the slice's split precision (`places`, see
+    `app.money.split_places`): the hub parts, and the users' parts of each hub part, are
+    integers of 10**-places, split with `app.money.Shares`, and summed into the rows as such.
+    """
 
     def __init__(
         self,
@@ -1118,6 +1346,7 @@ class _SliceSplit:
         self.amount = amount
         self.index = index
         self.hub_amount = amount
+        self.places = split_places(amount)
         self.hours = _hours_of(start, end)
         self.pool_key = PoolKey(
             day,
@@ -1154,12 +1383,12 @@ class _SliceSplit:
         if target.kind == "direct":
             assert target.hub_id is not None
             self.trace("hub", self.amount, target.hub_id, None, target.how, target.detail)
-            self.hub_part(target.cluster, target.hub_id, self.amount, target.how)
+            self.hub_part(target.cluster, target.hub_id, *_coefficient(self.amount), target.how)
             return
 
         cluster = target.cluster
         weights = self.index.weights(cluster, self.hours, self.cell.driver)
-        pool.driver_units += weights.total
+        pool.driver_units += weights.total_decimal
         active = active_hubs_of.get(cluster, [])
         remaining = self.amount
 
@@ -1172,7 +1401,8 @@ class _SliceSplit:
             self.even(cluster, overhead, active, RULE_SHARED_OVERHEAD)
 
         if options.idle_as_line and capacity is not None and capacity > 0 and remaining:
-            used = self.index.weights(cluster, self.hours, _idle_driver(self.cell.driver)).total
+            used_weights = self.index.weights(cluster, self.hours, _idle_driver(self.cell.driver))
+            used = used_weights.total_decimal
             idle_units = max(ZERO, capacity - used)
             pool.capacity_units = (pool.capacity_units or ZERO) + capacity
             if idle_units:
@@ -1180,7 +1410,7 @@ class _SliceSplit:
                 parts = split_by_weights(whole, {"idle": idle_units, "used": min(used, capacity)})
                 idle, remaining = parts["idle"], parts["used"]
                 if idle:
-                    self.acc.add(self.pool, None, None, RULE_IDLE, None, idle, idle_units)
+                    self.acc.add_decimal(self.pool, None, None, RULE_IDLE, None, idle, idle_units)
                     self.trace(
                         "hub", idle, None, None, RULE_IDLE, None, idle_units, capacity, whole
                     )
@@ -1209,7 +1439,7 @@ class _SliceSplit:
                         total,
                         remaining,
                     )
-                    self.hub_part(cluster, hub_id, part, RULE_SHARED_WEIGHTS)
+                    self.hub_part(cluster, hub_id, *_coefficient(part), RULE_SHARED_WEIGHTS)
         elif weights.total == 0:
             if options.no_usage == NoUsagePolicy.even:
                 self.even(cluster, remaining, active, RULE_SHARED_NO_USAGE_EVEN)
@@ -1220,29 +1450,46 @@ class _SliceSplit:
 
     def by_usage(self, cluster: str, amount: Decimal, weights: _Weights) -> None:
         """Across the cluster's hubs (and unnamed namespaces) by their driver units."""
-        for hub_key, part in split_by_weights(amount, weights.by_hub).items():
-            units = weights.by_hub[hub_key]
+        shares = weights.hub_shares()
+        exponent = -self.places
+        tracing = self.acc.tracer is not None
+        hub_units = self.acc.hub_units
+        pool = self.pool
+        parts = shares.split(units_of(amount, self.places))
+        for hub_key, part, units in zip(shares.keys, parts, shares.weights, strict=True):
             if isinstance(hub_key, str):
                 # Usage in a namespace no hub names: its share is nobody's, and shown as such.
                 rule = UNATTRIBUTED_PREFIX + REASON_NAMESPACE_WITHOUT_HUB
-                self.acc.add(self.pool, None, None, rule, hub_key, part, units)
-                self.trace("hub", part, None, None, rule, hub_key, units, weights.total, amount)
+                self.acc.add(pool, None, None, rule, hub_key, part, exponent, units)
+                if tracing:
+                    self.trace(
+                        "hub",
+                        _decimal(part, exponent),
+                        None,
+                        None,
+                        rule,
+                        hub_key,
+                        weights.decimal(units),
+                        weights.total_decimal,
+                        amount,
+                    )
                 continue
-            key = (self.pool, hub_key)
-            self.acc.hub_units[key] = self.acc.hub_units.get(key, ZERO) + units
+            key = (pool, hub_key)
+            hub_units[key] = hub_units.get(key, 0) + units
             if part:
-                self.trace(
-                    "hub",
-                    part,
-                    hub_key,
-                    None,
-                    RULE_SHARED_USAGE,
-                    None,
-                    units,
-                    weights.total,
-                    amount,
-                )
-                self.hub_part(cluster, hub_key, part, RULE_SHARED_USAGE, weights)
+                if tracing:
+                    self.trace(
+                        "hub",
+                        _decimal(part, exponent),
+                        hub_key,
+                        None,
+                        RULE_SHARED_USAGE,
+                        None,
+                        weights.decimal(units),
+                        weights.total_decimal,
+                        amount,
+                    )
+                self.hub_part(cluster, hub_key, part, exponent, RULE_SHARED_USAGE, weights)
 
     def even(self, cluster: str, amount: Decimal, hub_ids: list[int], rule: str) -> None:
         """Equal parts for the cluster's active hubs."""
@@ -1255,72 +1502,99 @@ class _SliceSplit:
         for hub_id, part in split_evenly(amount, hub_ids).items():
             if part:
                 self.trace("hub", part, hub_id, None, rule, None, Decimal(1), count, amount)
-                self.hub_part(cluster, hub_id, part, rule)
+                self.hub_part(cluster, hub_id, *_coefficient(part), rule)
 
     def unattributed(self, amount: Decimal, reason: str, detail: str | None) -> None:
         rule = UNATTRIBUTED_PREFIX + reason
-        self.acc.add(self.pool, None, None, rule, detail, amount, None)
+        self.acc.add_decimal(self.pool, None, None, rule, detail, amount, None)
         self.trace("hub", amount, None, None, rule, detail)
 
     def hub_part(
         self,
         cluster: str,
         hub_id: int,
-        amount: Decimal,
+        coefficient: int,
+        exponent: int,
         rule: str,
         cluster_weights: _Weights | None = None,
     ) -> None:
-        """A hub's part: compute and home storage across its users by the driver, the rest
-        (and anything no user drove) at hub level."""
-        self.hub_amount = amount
+        """A hub's part (coefficient * 10**exponent): compute and home storage across its users
+        by the driver, the rest (and anything no user drove) at hub level."""
+        tracing = self.acc.tracer is not None
+        if tracing:
+            self.hub_amount = _decimal(coefficient, exponent)
         if self.cell.component in USER_SPLIT_COMPONENTS:
             weights = cluster_weights or self.index.weights(cluster, self.hours, self.cell.driver)
-            users = weights.by_user.get(hub_id)
-            if users:
-                hub_total = weights.by_hub[hub_id]
-                # The hot loop of a month's attribution (a part per user and hour): the row
-                # accumulation is written out here rather than through Accumulator.add.
-                rows = self.acc.rows
-                pool = self.pool
-                tracing = self.acc.tracer is not None
-                for user_id, part in split_by_weights(amount, users).items():
+            users = weights.user_shares(hub_id)
+            if users is not None:
+                # The hot loop of a month's attribution (a part per user and hour): the part in
+                # units of the slice's precision (never finer than the part's own digits), split
+                # in integers, summed into the rows as written out here rather than through
+                # _Accumulator.add.
+                places = self.places
+                group_key = (self.pool, hub_id, rule)
+                rows = self.acc.user_rows.get(group_key)
+                if rows is None:
+                    rows = self.acc.user_rows[group_key] = {}
+                parts = users.split(coefficient * 10 ** (exponent + places))
+                exponent = -places
+                for user_id, part, units in zip(users.keys, parts, users.weights, strict=True):
                     if not part:
                         continue
-                    units = users[user_id]
                     if user_id is None:
-                        self.hub_level(hub_id, rule, part, units)
+                        self.hub_level(hub_id, rule, part, exponent, units)
                         if tracing:
-                            self.trace_user(part, hub_id, None, RULE_HUB_SHARED, units, hub_total)
+                            self.trace_user(part, hub_id, None, RULE_HUB_SHARED, units, weights)
                         continue
-                    key = (pool, hub_id, user_id, rule, None)
-                    row = rows.get(key)
+                    row = rows.get(user_id)
                     if row is None:
-                        rows[key] = [part, units]
+                        rows[user_id] = [part, exponent, units]
                     else:
-                        row[0] += part
-                        row[1] += units
+                        if row[1] == exponent:
+                            row[0] += part
+                        else:
+                            _add_to(row, part, exponent)
+                        row[2] += units
                     if tracing:
-                        self.trace_user(part, hub_id, user_id, rule, units, hub_total)
+                        self.trace_user(part, hub_id, user_id, rule, units, weights)
                 return
-        self.hub_level(hub_id, rule, amount, None)
-        self.trace("user", amount, hub_id, None, RULE_HUB_SHARED, None, None, None, amount)
+        self.hub_level(hub_id, rule, coefficient, exponent, None)
+        if tracing:
+            amount = _decimal(coefficient, exponent)
+            self.trace("user", amount, hub_id, None, RULE_HUB_SHARED, None, None, None, amount)
 
-    def hub_level(self, hub_id: int, origin: str, amount: Decimal, units: Decimal | None) -> None:
-        self.acc.add(self.pool, hub_id, None, RULE_HUB_SHARED, None, amount, units)
+    def hub_level(
+        self, hub_id: int, origin: str, coefficient: int, exponent: int, units: int | None
+    ) -> None:
+        self.acc.add(self.pool, hub_id, None, RULE_HUB_SHARED, None, coefficient, exponent, units)
         parts = self.acc.hub_level_parts.setdefault((self.pool, hub_id), {})
-        parts[origin] = parts.get(origin, ZERO) + amount
+        part = parts.get(origin)
+        if part is None:
+            parts[origin] = [coefficient, exponent]
+        else:
+            _add_to(part, coefficient, exponent)
 
     def trace_user(
         self,
-        part: Decimal,
+        part: int,
         hub_id: int,
         user_id: int | None,
         rule: str,
-        units: Decimal,
-        hub_total: Decimal,
+        units: int,
+        weights: _Weights,
     ) -> None:
         """A step of a hub's part across its users (whole: the hub's part)."""
-        self.trace("user", part, hub_id, user_id, rule, None, units, hub_total, self.hub_amount)
+        self.trace(
+            "user",
+            _decimal(part, -self.places),
+            hub_id,
+            user_id,
+            rule,
+            None,
+            weights.decimal(units),
+            weights.decimal(weights.by_hub[hub_id]),
+            self.hub_amount,
+        )
 
     def trace(
         self,
@@ -1364,22 +1638,40 @@ def _result(
     acc: _Accumulator,
     hubs: Mapping[int, HubPolicy],
     cost_by_day: dict[tuple[date, str], Decimal],
+    index: _UsageIndex,
 ) -> AllocationResult:
     allocations: list[Allocation] = []
     append = allocations.append
     pools = acc.pools
+    # Integer driver units are in the power of ten of the pool's driver (any pool with such
+    # units had its driver's units computed).
+    exponents = index.exponents()
     hub_units_text: dict[tuple[int, int], str | None] = {}
-    for (position, hub_id, user_id, rule, detail), (amount, units) in acc.rows.items():
-        if not amount:
+
+    def hub_units_of(position: int, hub_id: int, units_exponent: int) -> str | None:
+        """The hub's units summed over the pool's cells split across hubs by usage, as text."""
+        key = (position, hub_id)
+        if key in hub_units_text:
+            return hub_units_text[key]
+        summed = acc.hub_units.get(key)
+        text = None if summed is None else _units_text(summed, units_exponent)
+        hub_units_text[key] = text
+        return text
+
+    for (position, hub_id, user_id, rule, detail), row in acc.rows.items():
+        coefficient, exponent, units = row
+        if not coefficient:
             continue
+        amount = Decimal(coefficient).scaleb(exponent)
         pool = pools[position]
         key = pool.key
+        units_exponent = exponents.get(key.driver, 0)
         basis: dict[str, Any] = {"driver": key.driver}
         if hub_id is None:
             if detail is not None:
                 basis["detail"] = detail
             if units is not None:
-                basis["units"] = _text(units)
+                basis["units"] = _units_text(units, units_exponent)
                 basis["of_units"] = _text(
                     pool.capacity_units if rule == RULE_IDLE else pool.driver_units
                 )
@@ -1388,28 +1680,54 @@ def _result(
                            key.currency, key.estimated, position, basis)
             )  # fmt: skip
             continue
-        if user_id is not None and units is not None:
-            basis["user_units"] = format(units, "f")
-        hub_key = (position, hub_id)
-        if hub_key in hub_units_text:
-            hub_units = hub_units_text[hub_key]
-        else:
-            hub_units = hub_units_text[hub_key] = _text(acc.hub_units.get(hub_key))
+        if user_id is not None and units is not None:  # pragma: no cover - in user_rows
+            basis["user_units"] = _units_text(units, units_exponent)
+        hub_units = hub_units_of(position, hub_id, units_exponent)
         if hub_units is not None:
             # The pool's units (the denominator of the hub's share) are on the pool.
             basis["hub_units"] = hub_units
         if user_id is None:
             if units is not None:
-                basis["hub_level_units"] = _text(units)
-            parts = acc.hub_level_parts.get(hub_key)
+                basis["hub_level_units"] = _units_text(units, units_exponent)
+            parts = acc.hub_level_parts.get((position, hub_id))
             if parts and len(parts) > 1:
-                basis["origins"] = {origin: _text(value) for origin, value in parts.items()}
+                basis["origins"] = {
+                    origin: format(_decimal(*value), "f") for origin, value in parts.items()
+                }
         hub = hubs[hub_id]
         append(
             Allocation(key.day, hub.cluster, hub.community_id, hub_id, user_id, key.component,
                        rule, amount, key.currency, key.estimated, position, basis)
         )  # fmt: skip
+
+    # Users' parts: the basis is the driver, the user's units and the hub's.
+    for (position, hub_id, rule), users in acc.user_rows.items():
+        key = pools[position].key
+        driver = key.driver
+        units_exponent = exponents.get(driver, 0)
+        hub_units = hub_units_of(position, hub_id, units_exponent)
+        hub = hubs[hub_id]
+        for user_id, (coefficient, exponent, units) in users.items():
+            if not coefficient:
+                continue
+            basis = {"driver": driver, "user_units": _units_text(units, units_exponent)}
+            if hub_units is not None:
+                basis["hub_units"] = hub_units
+            append(
+                Allocation(key.day, hub.cluster, hub.community_id, hub_id, user_id,
+                           key.component, rule, Decimal(coefficient).scaleb(exponent),
+                           key.currency, key.estimated, position, basis)
+            )  # fmt: skip
     return AllocationResult(allocations=allocations, pools=list(pools), cost_by_day=cost_by_day)
+
+
+def _units_text(units: int | Decimal, exponent: int) -> str:
+    """Driver units as exact decimal text: integers in the driver's power of ten (or Decimal)."""
+    if isinstance(units, Decimal):
+        return format(units, "f")
+    if exponent == 0:
+        return str(units)
+    return format(Decimal(units).scaleb(exponent, EXACT_SUM), "f")
 
 
 def _text(value: Decimal | None) -> str | None:

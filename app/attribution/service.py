@@ -9,10 +9,13 @@ force stay in force, so a scheduled job can run as often as it likes without pil
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
+import itertools
 import json
 import logging
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -23,6 +26,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     String,
     and_,
     case,
@@ -39,7 +43,6 @@ from sqlalchemy.orm import Session
 
 from app.attribution.models import Allocation, AllocationPool, AttributionDay, AttributionRun
 from app.attribution.rules import (
-    DAY,
     DRIVERS,
     REASONS,
     RULE_IDLE,
@@ -50,15 +53,18 @@ from app.attribution.rules import (
     HubRecord,
     Period,
     Policy,
+    Pool,
     TracePart,
+    UsageColumn,
     UsageRow,
+    UsageTable,
     allocate,
-    day_start,
     describe_rule,
     driver_for,
     policy_from_config,
     readable_units,
     sliced_cost_by_day,
+    usage_fields,
 )
 from app.attribution.schemas import (
     AllocationExplanation,
@@ -74,14 +80,16 @@ from app.attribution.schemas import (
 from app.config import ConfigError, HubmeterConfig
 from app.costs.models import CostLine
 from app.db import money_sum
-from app.hubs.models import Community, Hub, HubUser
+from app.hubs.models import Hub, HubUser
 from app.money import EXACT_SUM, ZERO, exact_difference, exact_sum, format_amount
+from app.periods import DAY, day_start
 from app.usage.models import UsageHour
 
 log = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock key: one attribution at a time, so two runs never race for the same days.
-_ADVISORY_LOCK_KEY = 0x6875626D_00000004
+# Attribution takes turns on PostgreSQL by locking the table only it writes, in a mode that
+# conflicts with itself and not with readers (see `_isolate`).
+_TURN_LOCK = "LOCK TABLE attribution_day IN SHARE ROW EXCLUSIVE MODE"
 
 
 class AttributionError(ValueError):
@@ -247,7 +255,7 @@ def load_cost_items(
         or_(CostLine.charge_period_end > start, CostLine.charge_period_start >= start),
     )
     if session.get_bind().dialect.name == "sqlite":
-        groups = _group_on_sqlite(session, grouped, overlapping)
+        groups = _group_on_sqlite(session, grouped, overlapping, policy.match_label_keys())
     else:
         groups = _group_in_sql(session, grouped, overlapping)
     by_day: dict[date, list[CostItem]] = defaultdict(list)
@@ -326,22 +334,48 @@ def _items_of_groups(policy: Policy, groups: Iterable[Sequence[Any]]) -> Iterato
 
 
 def _group_on_sqlite(
-    session: Session, grouped: Sequence[Any], where: Sequence[Any]
+    session: Session, grouped: Sequence[Any], where: Sequence[Any], label_keys: Sequence[str]
 ) -> list[tuple[Any, ...]]:
     """The GROUP BY of `load_cost_items`, done here: SQLite sorts half a million lines to group
     them, and adds decimal text through a Python callback, slower than one pass in Python.
-    Returns rows shaped like the grouped query's, with the same types."""
-    query = select(*grouped, CostLine.net_cost, CostLine.consumed_quantity, CostLine.id).where(
-        *where
-    )
+    Returns rows shaped like the grouped query's, with the same types.
+
+    The lines are read with their labels as the stored JSON text, not one `json_extract` per
+    label key and line: they are grouped by that text first, each distinct text is parsed
+    once, and the groups whose labels agree on the keys looked at are merged."""
+    width = len(grouped) - len(label_keys)  # the label values are the last grouping columns
+    query = select(
+        *grouped[:width],
+        CostLine.labels,
+        CostLine.net_cost,
+        CostLine.consumed_quantity,
+        CostLine.id,
+    ).where(*where)
     result = session.connection().execute(query)
     raw = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
-    width = len(grouped)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     # Exact sums (the default context would round at 28 significant digits), as money_sum.
     with localcontext(EXACT_SUM):
-        _sum_groups(raw, width, sums)
+        _sum_groups(raw, width + 1, sums)
+        values: dict[str | None, tuple[Any, ...]] = {}
+        merged: dict[tuple[Any, ...], list[Any]] = {}
+        for key, group in sums.items():
+            labels = key[width]
+            label_values = values.get(labels)
+            if label_values is None:
+                label_values = values[labels] = _label_values(labels, label_keys)
+            merged_key = (*key[:width], *label_values)
+            into = merged.get(merged_key)
+            if into is None:
+                merged[merged_key] = group
+                continue
+            into[0] += group[0]
+            into[1] += group[1]
+            if group[2] is not None:
+                into[2] = group[2] if into[2] is None else into[2] + group[2]
+            into[3] = min(into[3], group[3])
+            into[4] = max(into[4], group[4])
     times: dict[str, datetime] = {}
 
     def instant(text: str) -> datetime:
@@ -350,7 +384,25 @@ def _group_on_sqlite(
             moment = times[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
         return moment
 
-    return [(instant(key[0]), instant(key[1]), *key[2:], *group) for key, group in sums.items()]
+    return [(instant(key[0]), instant(key[1]), *key[2:], *group) for key, group in merged.items()]
+
+
+def _label_values(labels: str | None, keys: Sequence[str]) -> tuple[Any, ...]:
+    """The values of `keys` in a cost line's stored labels, as SQLite's `json_extract` gives
+    them (what the grouped query reads on SQLite): text as text, missing or null as None,
+    numbers as numbers, true and false as 1 and 0, arrays and objects as compact JSON."""
+    parsed = json.loads(labels) if labels else None
+    if not isinstance(parsed, dict):
+        return (None,) * len(keys)
+    out: list[Any] = []
+    for key in keys:
+        value = parsed.get(key)
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, dict | list):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        out.append(value)
+    return tuple(out)
 
 
 def _sum_groups(raw: Sequence[Any], width: int, sums: dict[tuple[Any, ...], list[Any]]) -> None:
@@ -385,57 +437,86 @@ def _days_overlapped(start: datetime, end: datetime) -> Iterator[date]:
         day += DAY
 
 
-# In UsageRow's order, so a fetched row's values go straight into it.
-_DRIVER_FIELDS = (
-    "memory_request_byte_seconds",
-    "memory_usage_byte_seconds",
-    "cpu_request_core_seconds",
-    "gpu_request_seconds",
-    "home_storage_byte_seconds",
-)
-
-
 def load_usage(
     *, session: Session, policy: Policy, day: date, clusters: Iterable[str] | None = None
-) -> tuple[list[UsageRow], str]:
-    """One day's usage rows of the policy's clusters, and a fingerprint of exactly what was
-    read (so a re-run can tell whether anything changed)."""
+) -> tuple[UsageTable, str]:
+    """One day's usage rows of the policy's clusters, as columns, and a fingerprint of exactly
+    what was read (so a re-run can tell whether anything changed).
+
+    Only the quantities the policy's drivers read are read (`rules.usage_fields`): the others
+    cannot change an allocation, and a policy that reads others has another fingerprint."""
+    fields = usage_fields(policy.options)
     # As text on both databases: parsed here once (hours once per distinct value), and cheap to
     # fingerprint. PostgreSQL writes a timestamptz as text in the session's time zone, with its
     # offset, so the parsed instant is the same whatever that zone is.
-    columns = [cast(getattr(UsageHour, name), String) for name in _DRIVER_FIELDS]
-    digest = hashlib.sha256()
-    rows: list[UsageRow] = []
+    columns = [cast(getattr(UsageHour, name), String) for name in fields]
+    digest = hashlib.sha256(f"{','.join(fields)}\n".encode())
+    table = UsageTable([], [], [], [], [], {})
+    texts: list[list[str]] = [[] for _ in fields]
     start = day_start(day)
     hours: dict[Any, datetime] = {}
     connection = session.connection()
     for cluster in sorted(clusters if clusters is not None else (c.name for c in policy.clusters)):
-        query = select(
-            UsageHour.hub_id,
-            UsageHour.user_id,
-            UsageHour.namespace,
-            cast(UsageHour.hour, String),
-            *columns,
-        ).where(
-            UsageHour.cluster_name == cluster,
-            UsageHour.hour >= start,
-            UsageHour.hour < start + DAY,
+        query = (
+            select(
+                UsageHour.hub_id,
+                UsageHour.user_id,
+                UsageHour.namespace,
+                cast(UsageHour.hour, String),
+                *columns,
+            )
+            .where(
+                UsageHour.cluster_name == cluster,
+                UsageHour.hour >= start,
+                UsageHour.hour < start + DAY,
+            )
+            # Every column: the same rows always come in the same order, so the fingerprint
+            # can be taken as they come.
+            .order_by(
+                UsageHour.hour,
+                UsageHour.hub_id,
+                UsageHour.user_id,
+                UsageHour.namespace,
+                *(getattr(UsageHour, name) for name in fields),
+            )
         )
         # The database's own values, bypassing the column types' per-value processing: for a
         # month of rows it would cost more than attributing them.
         result = connection.execute(query)
         fetched = result.cursor.fetchall() if result.cursor is not None else []
         result.close()
-        # Sorted text, so the fingerprint does not depend on the order rows come back in.
         digest.update(f"{cluster}:{len(fetched)}\n".encode())
-        digest.update("\n".join(sorted(map(repr, fetched))).encode())
-        for row in fetched:
-            raw_hour = row[3]
-            hour = hours.get(raw_hour)
-            if hour is None:
-                hour = hours[raw_hour] = _utc_hour(raw_hour)
-            rows.append(UsageRow(cluster, row[2], row[0], row[1], hour, *map(Decimal, row[4:9])))
-    return rows, digest.hexdigest()
+        if not fetched:
+            continue
+        hub_ids, user_ids, namespaces, raw_hours, *values = zip(*fetched, strict=True)
+        # Column by column: the ids as Python writes lists, the text joined by a separator no
+        # name or number contains.
+        digest.update(f"{list(hub_ids)!r}\n{list(user_ids)!r}\n".encode())
+        for column in (namespaces, raw_hours, *values):
+            digest.update("\x1f".join(column).encode())
+            digest.update(b"\n")
+        table.clusters.extend([cluster] * len(fetched))
+        table.namespaces.extend(namespaces)
+        table.hub_ids.extend(hub_ids)
+        table.user_ids.extend(user_ids)
+        for raw_hour in set(raw_hours) - hours.keys():
+            hours[raw_hour] = _utc_hour(raw_hour)
+        table.hours.extend(map(hours.__getitem__, raw_hours))
+        for column_texts, column in zip(texts, values, strict=True):
+            column_texts.extend(column)
+    table.quantities = {
+        name: _quantities(column) for name, column in zip(fields, texts, strict=True)
+    }
+    return table, digest.hexdigest()
+
+
+def _quantities(texts: Sequence[Any]) -> UsageColumn:
+    """Exact quantities from the database's decimal text: integers as they are (nearly always),
+    anything else through Decimal."""
+    try:
+        return UsageColumn([int(text) for text in texts])
+    except ValueError:
+        return UsageColumn.of([Decimal(text) for text in texts])
 
 
 def _utc_hour(value: Any) -> datetime:
@@ -557,7 +638,7 @@ def _attribute_period(
     progress: Callable[[str], None] | None,
 ) -> RunReport:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        _isolate(session)
     policy = build_policy(session=session, config=config)
     policy_json = policy.to_json()
     policy_sha = policy.sha256()
@@ -603,7 +684,7 @@ def _attribute_period(
     reused: dict[date, int] = {}  # day -> the run in force whose allocations stay right
     rebalanced: list[date] = []  # unchanged days whose allocations in force did not add up
 
-    def compute(day: date, usage: list[UsageRow]) -> None:
+    def compute(day: date, usage: UsageTable) -> None:
         # The previous day's rows go to the database while this day is computed: the split
         # needs no connection, and the database works without holding the GIL.
         with writer.writing_meanwhile():
@@ -707,6 +788,29 @@ def _attribute_period(
     return report
 
 
+def _isolate(session: Session) -> None:
+    """On PostgreSQL: run the attribution's transaction at REPEATABLE READ, and take turns.
+
+    Every read of the run (the cost lines and usage it splits, the runs in force, and both
+    sides of the conservation check) then sees one snapshot, so a cost import that commits
+    while the run is under way is either wholly seen or not at all. Under READ COMMITTED the
+    check would sum lines the split never saw and refuse the run. The level can only be set
+    before the transaction's first statement: a caller that has already begun the transaction
+    keeps its own (the check still guards it; at worst a run is refused and stores nothing).
+
+    The turn: attribution_day (only attribution writes it) locked in a mode that conflicts
+    with itself, not with readers, so two attributions never race for the same days. It is
+    taken before any query because a REPEATABLE READ snapshot is taken by the first query, and
+    a run that waited for another must see what the other stored: LOCK TABLE takes no
+    snapshot (`SELECT pg_advisory_xact_lock(...)` would).
+    """
+    bind = session.get_bind()
+    begun = session.in_transaction() or (isinstance(bind, Connection) and bind.in_transaction())
+    if not begun:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    session.execute(text(_TURN_LOCK))
+
+
 # --- the conservation check -----------------------------------------------------------------
 
 
@@ -761,16 +865,25 @@ _DAYS_PER_QUERY = 200
 
 def allocated_by_day(*, session: Session, period: Period) -> dict[tuple[date, str], Decimal]:
     """Each day's (and currency's) allocations in force, summed by the database."""
-    query = (
-        select(Allocation.day, Allocation.currency, money_sum(Allocation.amount))
-        .join(
-            AttributionDay,
-            and_(AttributionDay.day == Allocation.day, AttributionDay.run_id == Allocation.run_id),
+    out: dict[tuple[date, str], Decimal] = {}
+    days = period.days()
+    for first in range(0, len(days), _DAYS_PER_QUERY):
+        # The days named, not a range of them: given a range, SQLite carries it over the join to
+        # allocation.day and reads every allocation of the run once for each day.
+        query = (
+            select(Allocation.day, Allocation.currency, money_sum(Allocation.amount))
+            .join(
+                AttributionDay,
+                and_(
+                    AttributionDay.day == Allocation.day,
+                    AttributionDay.run_id == Allocation.run_id,
+                ),
+            )
+            .where(AttributionDay.day.in_(days[first : first + _DAYS_PER_QUERY]))
+            .group_by(Allocation.day, Allocation.currency)
         )
-        .where(AttributionDay.day >= period.start, AttributionDay.day < period.end)
-        .group_by(Allocation.day, Allocation.currency)
-    )
-    return {(day, currency): amount for day, currency, amount in session.execute(query)}
+        out.update(((day, currency), amount) for day, currency, amount in session.execute(query))
+    return out
 
 
 def _adds_up(
@@ -1077,28 +1190,141 @@ _ALLOCATION_COLUMNS = (
 )
 
 
-def _basis_json(basis: Mapping[str, Any]) -> str:
-    """A basis as JSON. Most are a driver name and digit strings, written directly: json.dumps
-    on a million small dicts is a noticeable part of a month's run."""
-    if all(type(value) is str and _plain(value) for value in basis.values()):
-        return "{" + ", ".join(f'"{key}": "{value}"' for key, value in basis.items()) + "}"
-    return json.dumps(basis)
-
-
-def _plain(text: str) -> bool:
-    """Text that needs no escaping in JSON: names and decimal numbers."""
-    return text.replace("_", "").replace(".", "").replace("-", "").isalnum() and text.isascii()
-
-
-_SQLITE_INSERT = (
-    f"INSERT INTO allocation ({', '.join(_ALLOCATION_COLUMNS)}) "  # noqa: S608 - fixed column names
-    f"VALUES ({', '.join('?' for _ in _ALLOCATION_COLUMNS)})"
+# Basis keys whose values are a driver name (a fixed vocabulary) or decimal text the core
+# wrote (`format(..., "f")`): nothing in them needs escaping in JSON or in COPY's text format.
+_PLAIN_BASIS_KEYS = frozenset(
+    ("driver", "user_units", "hub_units", "hub_level_units", "units", "of_units")
 )
 
 
+def _basis_json(basis: Mapping[str, Any]) -> str:
+    """A basis as JSON. Most are a driver name and digit strings, written directly: json.dumps
+    on half a million small dicts is a noticeable part of a month's run. Any other key (a
+    namespace or label in `detail`, `origins`) goes through json.dumps."""
+    if basis.keys() <= _PLAIN_BASIS_KEYS:
+        return "{" + ", ".join([f'"{key}": "{value}"' for key, value in basis.items()]) + "}"
+    return json.dumps(basis)
+
+
+# COPY's text format: a backslash starts an escape, tab separates columns, newline ends a row.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+class _CopyTexts(dict[Any, str]):
+    """Values as COPY text (None as NULL), each escaped once: cluster, community, component,
+    rule and currency names and ids repeat on every row."""
+
+    def __missing__(self, value: Any) -> str:
+        text = "\\N" if value is None else _copy_text(str(value))
+        self[value] = text
+        return text
+
+
+_COPY_ALLOCATIONS = f"COPY allocation ({', '.join(_ALLOCATION_COLUMNS)}) FROM STDIN"
+_POOL_COLUMNS = (
+    "id",
+    "run_id",
+    "day",
+    "kind",
+    "cluster_name",
+    "hub_id",
+    "how",
+    "detail",
+    "component",
+    "driver",
+    "estimated",
+    "currency",
+    "net_cost",
+    "cost_line_count",
+    "first_cost_line_id",
+    "last_cost_line_id",
+    "charge_periods",
+    "driver_units",
+    "capacity_units",
+)
+_COPY_POOLS = f"COPY allocation_pool ({', '.join(_POOL_COLUMNS)}) FROM STDIN"
+_RESERVE_POOL_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('allocation_pool', 'id')) FROM generate_series(1, %s)"
+)
+
+
+def _copy_pool_rows(run_id: int, pools: Sequence[Pool], pool_ids: Sequence[int]) -> str:
+    """The pools as the text of `COPY allocation_pool (_POOL_COLUMNS) FROM STDIN`, with the ids
+    given, the values exactly as the ORM types would write them."""
+    texts = _CopyTexts()
+    lines = []
+    for pool_id, pool in zip(pool_ids, pools, strict=True):
+        key = pool.key
+        capacity = "\\N" if pool.capacity_units is None else f"{pool.capacity_units:f}"
+        lines.append(
+            f"{pool_id}\t{run_id}\t{key.day}\t{texts[key.kind]}\t{texts[key.cluster]}\t"
+            f"{texts[key.hub_id]}\t{texts[key.how]}\t{texts[key.detail]}\t"
+            f"{texts[key.component]}\t{texts[key.driver]}\t{'t' if key.estimated else 'f'}\t"
+            f"{texts[key.currency]}\t{pool.net_cost:f}\t{pool.cost_line_count}\t"
+            f"{texts[pool.first_line_id]}\t{texts[pool.last_line_id]}\t{pool.charge_periods}\t"
+            f"{pool.driver_units:f}\t{capacity}\n"
+        )
+    return "".join(lines)
+
+
+def _copy_rows(run_id: int, allocations: Sequence[Any], pool_ids: Sequence[int]) -> str:
+    """The allocations as the text of `COPY allocation (_ALLOCATION_COLUMNS) FROM STDIN`, the
+    values exactly as the ORM types would write them (amounts in plain decimal notation)."""
+    texts = _CopyTexts()
+    lines = []
+    for a in allocations:
+        basis = a.basis
+        basis_text = (
+            _basis_json(basis)
+            if basis.keys() <= _PLAIN_BASIS_KEYS
+            else _copy_text(json.dumps(basis))
+        )
+        lines.append(
+            f"{run_id}\t{a.day}\t{texts[a.cluster]}\t{texts[a.community_id]}\t"
+            f"{texts[a.hub_id]}\t{texts[a.user_id]}\t{texts[a.component]}\t{texts[a.rule]}\t"
+            f"{a.amount:f}\t{texts[a.currency]}\t{'t' if a.estimated else 'f'}\t{basis_text}\t"
+            f"{pool_ids[a.pool]}\n"
+        )
+    return "".join(lines)
+
+
+# Rows per INSERT statement on SQLite (13 parameters each; SQLite allows 32766 by default).
+_SQLITE_ROWS_PER_INSERT = 1000
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    """An INSERT of `rows` allocations, as one statement."""
+    values = "(" + ", ".join("?" for _ in _ALLOCATION_COLUMNS) + ")"
+    return (
+        f"INSERT INTO allocation ({', '.join(_ALLOCATION_COLUMNS)}) "  # noqa: S608 - fixed column names
+        f"VALUES {', '.join([values] * rows)}"
+    )
+
+
+def _insert_on_sqlite(raw: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows a thousand at a time, one statement each, not one `executemany` step per
+    row: SQLite releases the GIL around each step, and while the attribution computes the next
+    day in the other thread every reacquisition waits for its switch interval (5 ms), which
+    would make a day's rows take minutes. One statement runs a thousand rows in C."""
+    per_statement = min(
+        _SQLITE_ROWS_PER_INSERT,
+        raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ALLOCATION_COLUMNS),
+    )
+    for first in range(0, len(rows), per_statement):
+        chunk = rows[first : first + per_statement]
+        raw.execute(_sqlite_insert(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+
+
 class _AllocationWriter:
-    """Writes pools (returning their ids) and then allocations in bulk: COPY on PostgreSQL,
-    one executemany on SQLite. The values are exactly what the ORM types would write.
+    """Writes pools and then allocations in bulk. On PostgreSQL both are copied (COPY), the
+    pools with ids reserved from their sequence; on SQLite the pools are inserted returning
+    their ids, the allocations a thousand rows per statement. The values are exactly what the
+    ORM types would write.
 
     A day's result is queued, and written while the next day is computed (`writing_meanwhile`)
     in a second thread, or by `flush`. Only one thread uses the session at any time: the
@@ -1147,6 +1373,21 @@ class _AllocationWriter:
     def write(self, result: AllocationResult) -> None:
         if not result.pools:
             return
+        connection = self.session.connection()
+        raw: Any = connection.connection.dbapi_connection
+        run_id = self.run_id
+        if self.dialect == "postgresql":
+            with raw.cursor() as cursor:
+                # Ids from the pools' own sequence, so the pools can be copied like the
+                # allocations: an INSERT ... RETURNING of a month's pools costs seconds.
+                cursor.execute(_RESERVE_POOL_IDS, (len(result.pools),))
+                pool_ids = [row[0] for row in cursor.fetchall()]
+                with cursor.copy(_COPY_POOLS) as copy:
+                    copy.write(_copy_pool_rows(run_id, result.pools, pool_ids))
+                if result.allocations:
+                    with cursor.copy(_COPY_ALLOCATIONS) as copy:
+                        copy.write(_copy_rows(run_id, result.allocations, pool_ids))
+            return
         pool_rows = [
             {
                 "run_id": self.run_id,
@@ -1178,52 +1419,27 @@ class _AllocationWriter:
         )
         if not result.allocations:
             return
-        connection = self.session.connection()
-        raw: Any = connection.connection.dbapi_connection
-        run_id = self.run_id
-        if self.dialect == "postgresql":
-            statement = f"COPY allocation ({', '.join(_ALLOCATION_COLUMNS)}) FROM STDIN"
-            with raw.cursor() as cursor, cursor.copy(statement) as copy:
-                for a in result.allocations:
-                    copy.write_row(
-                        (
-                            run_id,
-                            a.day,
-                            a.cluster,
-                            a.community_id,
-                            a.hub_id,
-                            a.user_id,
-                            a.component,
-                            a.rule,
-                            a.amount,
-                            a.currency,
-                            a.estimated,
-                            _basis_json(a.basis),
-                            pool_ids[a.pool],
-                        )
-                    )
-        else:
-            raw.executemany(
-                _SQLITE_INSERT,
-                [
-                    (
-                        run_id,
-                        a.day.isoformat(),
-                        a.cluster,
-                        a.community_id,
-                        a.hub_id,
-                        a.user_id,
-                        a.component,
-                        a.rule,
-                        format(a.amount, "f"),
-                        a.currency,
-                        1 if a.estimated else 0,
-                        _basis_json(a.basis),
-                        pool_ids[a.pool],
-                    )
-                    for a in result.allocations
-                ],
-            )
+        _insert_on_sqlite(
+            raw,
+            [
+                (
+                    run_id,
+                    a.day.isoformat(),
+                    a.cluster,
+                    a.community_id,
+                    a.hub_id,
+                    a.user_id,
+                    a.component,
+                    a.rule,
+                    format(a.amount, "f"),
+                    a.currency,
+                    1 if a.estimated else 0,
+                    _basis_json(a.basis),
+                    pool_ids[a.pool],
+                )
+                for a in result.allocations
+            ],
+        )
 
 
 # --- reading allocations ----------------------------------------------------------------------
@@ -1376,10 +1592,6 @@ def resolve_user(*, session: Session, hub_id: int, username: str) -> HubUser:
     return user
 
 
-def community_names(*, session: Session) -> dict[str, str]:
-    return dict(session.execute(select(Community.id, Community.name)).all())
-
-
 def hub_labels(*, session: Session) -> dict[int, str]:
     """`cluster/name` of every hub, by id."""
     return {
@@ -1461,7 +1673,7 @@ def explain_allocation(
     lines = _pool_lines(session=session, policy=policy, pool=pool)
     items = [_item_of(line) for line in lines]
     cluster = pool.cluster_name
-    usage: list[UsageRow] = []
+    usage: UsageTable | list[UsageRow] = []
     if pool.kind != "unattributed" and cluster is not None:
         usage, _ = load_usage(session=session, policy=policy, day=pool.day, clusters=[cluster])
     parts: list[TracePart] = []
