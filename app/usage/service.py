@@ -298,6 +298,11 @@ def store_usage(
 ) -> IngestReport:
     """Meter `observations` and replace the cluster's usage rows in the window with them."""
     cluster = config.cluster(cluster_name)
+    # Hours from here on may still get samples: stored as far as they go, but not past the
+    # watermark, so the schedule meters them again once they are whole.
+    complete_end = last_complete_hour_end(
+        now, scrape_interval_seconds=cluster.scrape_interval_seconds
+    )
     # Two ingests of one cluster at once would each delete only the rows committed before they
     # began and then both insert: take turns, before reading anything.
     ingestion_service.lock_source(session=session, kind=KIND, source=cluster.name)
@@ -356,6 +361,7 @@ def store_usage(
         warnings=[
             *_silent_hours(observations, window_start, window_end),
             *metered.notes.warnings(cluster.scrape_interval_seconds),
+            *_incomplete_hours(window_end, complete_end),
         ],
     )
     stats: dict[str, Any] = {
@@ -384,7 +390,7 @@ def store_usage(
         stats=stats,
         now=now,
     )
-    _advance_watermark(session, cluster.name, window_start, window_end, now)
+    _advance_watermark(session, cluster.name, window_start, min(window_end, complete_end), now)
     return report
 
 
@@ -441,12 +447,25 @@ def _silent_hours(
     ]
 
 
+def _incomplete_hours(window_end: datetime, complete_end: datetime) -> list[str]:
+    if window_end <= complete_end:
+        return []
+    return [
+        f"the window reaches {window_end:%Y-%m-%dT%H:%MZ}, but hours from "
+        f"{complete_end:%Y-%m-%dT%H:%MZ} are not complete yet: their usage so far is stored, "
+        "and the scheduled ingest meters them again from there"
+    ]
+
+
 def _advance_watermark(
     session: Session, cluster_name: str, window_start: datetime, window_end: datetime, now: datetime
 ) -> None:
-    """Continue the schedule from `window_end`, unless that would skip hours never ingested
-    (a re-ingest of a later window than the watermark leaves a gap the schedule must fill)."""
+    """Continue the schedule from `window_end` (no later than the last complete hour), unless
+    that would skip hours never ingested (a re-ingest of a later window than the watermark
+    leaves a gap the schedule must fill)."""
     mark = ingestion_service.get_watermark(session=session, kind=KIND, source=cluster_name)
+    if window_end <= window_start:
+        return
     if mark is None or window_start <= mark:
         ingestion_service.advance_watermark(
             session=session, kind=KIND, source=cluster_name, through=window_end, now=now

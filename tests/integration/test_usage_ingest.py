@@ -34,6 +34,7 @@ from tests.integration.conftest import CLUSTER, TruthKey, UsageScenario, serve_c
 pytestmark = [pytest.mark.prometheus, pytest.mark.xdist_group("prometheus")]
 
 HOUR = dt.timedelta(hours=1)
+MINUTE = dt.timedelta(minutes=1)
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
@@ -71,6 +72,7 @@ def ingest(
     source: Any,
     start: dt.datetime | None,
     end: dt.datetime | None,
+    now: dt.datetime = NOW,
 ) -> usage_service.IngestReport:
     report = usage_service.ingest_cluster(
         session=session,
@@ -79,7 +81,7 @@ def ingest(
         source=source,
         window_start=start,
         window_end=end,
-        now=NOW,
+        now=now,
     )
     assert report is not None
     return report
@@ -265,6 +267,25 @@ def test_the_watermark_lets_the_schedule_continue_where_it_stopped(
         session=session, cluster=cluster, start=None, end=None, now=just_after
     )
     assert window == (start + 21 * HOUR, start + 21 * HOUR)
+
+    # A window typed to reach past the last complete hour (the end of the month, mid-month)
+    # stores what there is so far, but the watermark stops at the last complete hour: the
+    # schedule meters the rest once it is whole, instead of skipping it.
+    report = ingest(
+        session,
+        config,
+        prometheus_source(config),
+        start + 21 * HOUR,
+        start + 24 * HOUR,
+        now=start + 22 * HOUR + dt.timedelta(minutes=5),
+    )
+    assert any("not complete yet" in warning for warning in report.warnings)
+    session.refresh(mark)
+    assert mark.through == start + 22 * HOUR
+    window = usage_service.resolve_window(
+        session=session, cluster=cluster, start=None, end=None, now=start + 24 * HOUR + 5 * MINUTE
+    )
+    assert window == (start + 22 * HOUR, start + 24 * HOUR)
 
 
 def test_killing_prometheus_mid_ingest_leaves_the_database_as_it_was_and_a_rerun_completes(
