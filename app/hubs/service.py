@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -143,6 +143,20 @@ def community_names(
             return {}
         query = query.where(Community.id.in_(ids))
     return dict(session.execute(query).all())
+
+
+def usernames_by_namespace(*, session: Session, hubs: Mapping[str, Hub]) -> dict[str, list[str]]:
+    """The users each hub (keyed by its namespace) has had so far."""
+    namespace_of = {hub.id: namespace for namespace, hub in hubs.items()}
+    out: dict[str, list[str]] = {namespace: [] for namespace in hubs}
+    if not namespace_of:
+        return out
+    rows = session.execute(
+        select(HubUser.hub_id, HubUser.username).where(HubUser.hub_id.in_(sorted(namespace_of)))
+    )
+    for hub_id, username in rows:
+        out[namespace_of[hub_id]].append(username)
+    return out
 
 
 def get_or_create_users(

@@ -33,6 +33,7 @@ from app.errors import BadValue
 from app.money import EXACT
 from app.usage.queries import GPU_RESOURCES, Query
 from app.usage.usernames import (
+    KnownUsers,
     UsernameSource,
     home_directory_owner,
     resolve_pod_username,
@@ -311,11 +312,19 @@ _SERVER, _MEMORY_REQUEST, _CPU_REQUEST, _MEMORY_USAGE, _CPU_USAGE, _GPU, _STORAG
 _REQUEST_SLOT = {"memory": _MEMORY_REQUEST, "cpu": _CPU_REQUEST, "gpu": _GPU}
 
 
-def meter(observations: Observations, *, scrape_interval_seconds: int) -> MeteringResult:
-    """Hourly usage per (namespace, user) from what a source observed."""
+def meter(
+    observations: Observations,
+    *,
+    scrape_interval_seconds: int,
+    known_usernames: Mapping[str, Iterable[str]] | None = None,
+) -> MeteringResult:
+    """Hourly usage per (namespace, user) from what a source observed. `known_usernames`
+    (namespace -> raw usernames, such as a hub's users so far) lets a slug that cannot be
+    unescaped (KubeSpawner's safe scheme) find its user; the window's annotations count too."""
     step = scrape_interval_seconds
     notes = MeteringNotes(inexact_values=observations.inexact_values)
-    usernames = _pod_usernames(observations, notes)
+    known = _known_users(observations, known_usernames or {})
+    usernames = _pod_usernames(observations, notes, known)
     # Plain lists of int or Decimal while adding up: a week of a thousand users is a few
     # hundred thousand rows, and this is most of the time metering takes.
     by_row: dict[tuple[str, str | None, int], list[Number]] = {}
@@ -359,7 +368,7 @@ def meter(observations: Observations, *, scrape_interval_seconds: int) -> Meteri
         if count <= 0:
             continue
         if (namespace, directory) not in owners:
-            owners[(namespace, directory)] = home_directory_owner(directory)
+            owners[(namespace, directory)] = home_directory_owner(directory, known.get(namespace))
             if owners[(namespace, directory)] is None:
                 notes.hub_level_directories.setdefault(namespace, []).append(directory)
         total = observations.storage_sum.get((hour, namespace, directory), 0)
@@ -394,13 +403,30 @@ def _mean_times_hour(total: Number, count: int) -> int:
         return int((total * SECONDS_PER_HOUR / count).to_integral_value(ROUND_HALF_EVEN))
 
 
-def _pod_usernames(observations: Observations, notes: MeteringNotes) -> dict[PodId, str]:
+def _known_users(
+    observations: Observations, known_usernames: Mapping[str, Iterable[str]]
+) -> dict[str, KnownUsers]:
+    """Per namespace, the usernames known before the window and those its annotations name."""
+    names: dict[str, set[str]] = defaultdict(set)
+    for namespace, usernames in known_usernames.items():
+        names[namespace].update(usernames)
+    for (namespace, _pod, _uid), username in observations.username_annotations.items():
+        names[namespace].add(username)
+    return {namespace: KnownUsers(usernames) for namespace, usernames in names.items()}
+
+
+def _pod_usernames(
+    observations: Observations, notes: MeteringNotes, known: Mapping[str, KnownUsers]
+) -> dict[PodId, str]:
     usernames: dict[PodId, str] = {}
     pods_by_truncated_label: dict[tuple[str, str], set[str]] = defaultdict(set)
     for pod_id, label in observations.username_labels.items():
         namespace, pod, _uid = pod_id
         resolved = resolve_pod_username(
-            annotation=observations.username_annotations.get(pod_id), label=label, pod=pod
+            annotation=observations.username_annotations.get(pod_id),
+            label=label,
+            pod=pod,
+            known=known.get(namespace),
         )
         usernames[pod_id] = resolved.username
         source = resolved.source.value

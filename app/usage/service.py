@@ -309,7 +309,11 @@ def store_usage(
     hub_service.sync_from_config(session=session, config=config, now=now)
     _refuse_to_erase_history(session, cluster.name, window_start, window_end, observations)
     hubs = hub_service.hubs_by_namespace(session=session, cluster_name=cluster.name)
-    metered = meter(observations, scrape_interval_seconds=cluster.scrape_interval_seconds)
+    metered = meter(
+        observations,
+        scrape_interval_seconds=cluster.scrape_interval_seconds,
+        known_usernames=hub_service.usernames_by_namespace(session=session, hubs=hubs),
+    )
     # A file may hold more than the window; those hours are not this batch's to replace.
     in_window = [row for row in metered.rows if window_start <= row.hour < window_end]
     rows, unmatched = aggregate_unmatched(in_window, set(hubs))

@@ -7,12 +7,14 @@ import pytest
 
 from app.usage.usernames import (
     LABEL_VALUE_LIMIT,
+    KnownUsers,
     ResolvedUsername,
     UsernameSource,
     escape_username,
     home_directory_owner,
     lenient_unescape,
     resolve_pod_username,
+    safe_slug,
     strict_unescape,
 )
 
@@ -107,10 +109,69 @@ def test_a_pod_without_label_or_annotation_falls_back_to_its_name() -> None:
 
 @pytest.mark.parametrize(
     "directory",
-    ["_shared", "lost+found", ".snapshot", "Alice", "bad-zz-escape", "jos-c3", "-", ""],
+    ["_shared", "lost+found", ".snapshot", "Alice", "-", "", "x--y", "bad_zz"],
 )
 def test_directories_that_are_no_users_home_stay_with_the_hub(directory: str) -> None:
     assert home_directory_owner(directory) is None
+
+
+# KubeSpawner 7's safe scheme: (raw username, its slug). Names that are valid Kubernetes names
+# are kept as written, even where they look like a legacy escape (-00 is NUL, -20 a space).
+SAFE = [
+    ("student-001", "student-001"),
+    ("dave-12", "dave-12"),
+    ("alice-2020", "alice-2020"),
+    ("bob-cafe", "bob-cafe"),
+    ("Alice.Smith@example.org", "alice-smith-example-o---323a0b32"),
+]
+
+
+@pytest.mark.parametrize(("username", "slug"), SAFE)
+def test_safe_slugs_are_kubespawners(username: str, slug: str) -> None:
+    assert safe_slug(username) == slug
+
+
+@pytest.mark.parametrize(("username", "slug"), SAFE)
+def test_in_the_safe_scheme_compute_and_storage_land_on_the_same_user(
+    username: str, slug: str
+) -> None:
+    # With the annotation exported (the window's, or the hub's users so far), both are the
+    # raw name, whether or not the user's server runs in this window.
+    known = KnownUsers([username, "someone-else"])
+    with_annotation = resolve_pod_username(
+        annotation=username, label=slug, pod=f"jupyter-{slug}", known=known
+    )
+    assert with_annotation.username == username
+    assert home_directory_owner(slug, known) == username
+    assert (
+        resolve_pod_username(
+            annotation=None, label=slug, pod=f"jupyter-{slug}", known=known
+        ).username
+        == username
+    )
+    # Without any annotation, a slug that is no plausible legacy escape is its own name, for
+    # compute and storage alike, and never a name with a control character in it.
+    bare = resolve_pod_username(annotation=None, label=slug, pod=f"jupyter-{slug}").username
+    assert bare == home_directory_owner(slug)
+    assert bare.isprintable()
+    assert " " not in bare
+
+
+def test_a_legacy_escape_of_an_implausible_name_is_kept_as_written() -> None:
+    assert strict_unescape("student-001") is None
+    assert lenient_unescape("student-001") == "student-001"
+    assert home_directory_owner("alice-2020") == "alice-2020"
+    # Real escapes still decode.
+    assert home_directory_owner("jos-c3-a9") == "josé"
+    assert home_directory_owner("bad-zz-escape") == "bad-zz-escape"
+
+
+def test_known_users_refuse_a_slug_two_of_them_share() -> None:
+    ocean, climate = escape_username(OCEAN), escape_username(CLIMATE)
+    known = KnownUsers([OCEAN, CLIMATE])
+    assert known.get(ocean) == OCEAN
+    assert known.get(climate) == CLIMATE
+    assert known.get(ocean[:LABEL_VALUE_LIMIT]) is None
 
 
 def test_unescaping_is_the_inverse_of_escaping_and_nothing_else() -> None:
