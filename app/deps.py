@@ -12,7 +12,9 @@ from app.config import HubmeterConfig, Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; the request commits once, at the end, if nothing raised."""
+    """A session per request; the request commits once, at the end, if nothing raised, and
+    before the response is sent (`scope="function"` below): a client told "revoked" or
+    "created" can count on it, and a failed commit is the answer, not a log line after it."""
     session: Session = request.app.state.session_factory()
     try:
         yield session
@@ -34,6 +36,6 @@ def get_config(request: Request) -> HubmeterConfig | None:
     return config
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ConfigDep = Annotated[HubmeterConfig | None, Depends(get_config)]

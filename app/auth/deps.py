@@ -14,13 +14,15 @@ proxy names in that header, with the role and community of that identity's grant
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from app.auth import service as token_service
-from app.auth.models import Role
+from app.auth.models import ApiToken, Role
 from app.clock import utcnow
 from app.config import Settings
 from app.deps import SessionDep
@@ -66,15 +68,21 @@ def get_principal(
         row = token_service.verify_token(session=session, token=credentials.credentials, now=now)
         if row is None:
             raise _unauthorized("the token is unknown, revoked or expired")
-        token_service.record_use(row=row, now=now)
-        return Principal(
+        principal = Principal(
             subject=f"token:{row.id}",
             role=Role(row.role),
             community_id=row.community_id,
             token_id=row.id,
         )
+        _note_use(request, session, row, now)
+        return principal
     header = settings.trusted_identity_header
-    identity = request.headers.get(header, "").strip() if header else ""
+    sent = request.headers.getlist(header) if header else []
+    if len(sent) > 1:
+        # A proxy that appends its header to the client's instead of replacing it would
+        # otherwise let the client's own copy, the first, speak for the caller.
+        raise _unauthorized(f"the identity header {header} came more than once")
+    identity = sent[0].strip() if sent else ""
     if not identity:
         how = " or sign in through the proxy" if header else ""
         raise _unauthorized(f"send an API token as `Authorization: Bearer <token>`{how}")
@@ -88,13 +96,26 @@ def get_principal(
             f"{identity[:320]!r} has no live hubmeter access; an admin can grant it with "
             "`hubmeter tokens create --identity ... --role ...`",
         )
-    token_service.record_use(row=grant, now=now)
-    return Principal(
+    principal = Principal(
         subject=f"identity:{grant.identity}",
         role=Role(grant.role),
         community_id=grant.community_id,
         token_id=grant.id,
     )
+    _note_use(request, session, grant, now)
+    return principal
+
+
+def _note_use(request: Request, session: Session, row: ApiToken, now: datetime) -> None:
+    """Note the token's use (once a minute) on a connection of its own. The request's read
+    so far (the token) is committed first: on SQLite a transaction that has read cannot write
+    after another connection has, and the request may go on to write."""
+    if token_service.use_is_due(row=row, now=now):
+        token_id = row.id
+        session.commit()
+        token_service.record_use(
+            session_factory=request.app.state.session_factory, token_id=token_id, now=now
+        )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

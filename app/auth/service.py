@@ -6,22 +6,27 @@ Every creation and revocation is written to the audit log in the caller's transa
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.auth.models import ApiToken, Role
 from app.hubs.models import Community
+from app.periods import as_utc
 
 TOKEN_PREFIX = "hm_"  # noqa: S105 - a public prefix that marks hubmeter tokens, not a secret
 IDENTITY_PREFIX = "identity"  # what listings show instead of a token prefix for identity grants
 # Recording every use would turn each read into a write; a minute is fine enough to tell a
 # token in use from a forgotten one.
+log = logging.getLogger(__name__)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_EXPIRY = timedelta(days=3660)
 
@@ -224,10 +229,30 @@ def verify_identity(*, session: Session, identity: str, now: datetime) -> ApiTok
     return row
 
 
-def record_use(*, row: ApiToken, now: datetime) -> None:
-    """Note that the token was used, at most once per LAST_USED_RESOLUTION."""
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        row.last_used_at = now
+def use_is_due(*, row: ApiToken, now: datetime) -> bool:
+    """Whether a use of the token at `now` is worth noting (at most once per
+    LAST_USED_RESOLUTION)."""
+    return row.last_used_at is None or now - as_utc(row.last_used_at) >= LAST_USED_RESOLUTION
+
+
+def record_use(*, session_factory: Callable[[], Session], token_id: int, now: datetime) -> None:
+    """Note that the token was used, in a short transaction of its own: a request that only
+    reads writes nothing in its own, and a busy database costs the note, never the answer."""
+    try:
+        with session_factory() as session, session.begin():
+            session.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id == token_id,
+                    or_(
+                        ApiToken.last_used_at.is_(None),
+                        ApiToken.last_used_at <= now - LAST_USED_RESOLUTION,
+                    ),
+                )
+                .values(last_used_at=now)
+            )
+    except SQLAlchemyError as exc:
+        log.warning("could not note the use of token %s (%s)", token_id, type(exc).__name__)
 
 
 def get_token(*, session: Session, token_id: int) -> ApiToken | None:

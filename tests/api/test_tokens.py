@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -17,9 +18,10 @@ import app.models as models
 from app import cli as app_cli
 from app import migrate
 from app.auth import service as token_service
-from app.auth.models import ApiToken
+from app.auth.models import ApiToken, Role
 from app.cli import cli
 from app.config import Settings
+from app.db import make_sessionmaker, transaction
 from app.errors import UsageError
 from app.runtime import Runtime
 from tests.api.conftest import NOW, Client, World, make_app
@@ -176,14 +178,34 @@ def test_admins_manage_tokens_through_the_api(world: World, client_as: Client) -
     assert "belongs to one community" in bad.json()["detail"]
 
 
-def test_use_is_recorded_once_a_minute() -> None:
-    row = ApiToken(last_used_at=None)
-    token_service.record_use(row=row, now=NOW)
-    assert row.last_used_at == NOW
-    token_service.record_use(row=row, now=NOW + timedelta(seconds=59))
-    assert row.last_used_at == NOW
-    token_service.record_use(row=row, now=NOW + timedelta(seconds=60))
-    assert row.last_used_at == NOW + timedelta(seconds=60)
+def test_use_is_recorded_once_a_minute(database: Engine) -> None:
+    factory = make_sessionmaker(database)
+    with transaction(factory) as session:
+        row, _ = token_service.create_token(
+            session=session,
+            name="dashboard",
+            role=Role.viewer,
+            community_id="ocean-lab",
+            created_by="test",
+            now=NOW - timedelta(days=1),
+        )
+        session.flush()
+        token_id = row.id
+
+    def last_used() -> datetime | None:
+        with factory() as session:
+            return session.get_one(ApiToken, token_id).last_used_at
+
+    for now, expected in (
+        (NOW, NOW),
+        (NOW + timedelta(seconds=59), NOW),
+        (NOW + timedelta(seconds=60), NOW + timedelta(seconds=60)),
+    ):
+        with factory() as session:
+            row = session.get_one(ApiToken, token_id)
+            if token_service.use_is_due(row=row, now=now):
+                token_service.record_use(session_factory=factory, token_id=token_id, now=now)
+        assert last_used() == expected
 
 
 def test_a_trusted_proxy_identity_gets_its_grant(database: Engine) -> None:
@@ -208,6 +230,14 @@ def test_a_trusted_proxy_identity_gets_its_grant(database: Engine) -> None:
     assert stranger.status_code == 403
     assert "no live hubmeter access" in stranger.json()["detail"]
     assert client.get("/api/v1/me").status_code == 401
+    # A client's own copy of the header, which a proxy appended to instead of replacing, does
+    # not speak for it: two copies are refused.
+    doubled = client.get(
+        "/api/v1/me",
+        headers=[(header, "alice@ocean-lab.org"), (header, "mallory@example.org")],
+    )
+    assert doubled.status_code == 401
+    assert "more than once" in doubled.json()["detail"]
 
     # Off by default: without the setting the header means nothing.
     plain = TestClient(make_app(database))
@@ -240,3 +270,45 @@ def test_a_trusted_proxy_identity_gets_its_grant(database: Engine) -> None:
     assert code == 0, output
     me = client.get("/api/v1/me", headers={header: "ALICE@ocean-lab.org"}).json()
     assert me["role"] == "finance"
+
+
+def test_a_revocation_is_only_answered_once_it_is_stored(world: World) -> None:
+    """The request's commit comes before its answer: a revocation the database refuses is an
+    error to the admin, not a 200 "revoked" for a token that still works."""
+    app = make_app(world.engine)
+    real_factory = app.state.session_factory
+    failing = {"commit": False}
+
+    def factory() -> Session:
+        session: Session = real_factory()
+        commit = session.commit
+
+        def refusing_commit() -> None:
+            if failing["commit"]:
+                raise OperationalError("COMMIT", {}, Exception("database is locked"))
+            commit()
+
+        session.commit = refusing_commit  # type: ignore[method-assign]
+        return session
+
+    app.state.session_factory = factory
+    admin = TestClient(
+        app,
+        headers={"Authorization": f"Bearer {world.tokens['admin']}"},
+        raise_server_exceptions=False,
+    )
+    created = admin.post(
+        "/api/v1/tokens", json={"name": "kept", "role": "viewer", "community_id": "ocean-lab"}
+    ).json()
+    viewer = TestClient(app, headers={"Authorization": f"Bearer {created['token']}"})
+    assert viewer.get("/api/v1/me").status_code == 200
+
+    failing["commit"] = True
+    refused = admin.post(f"/api/v1/tokens/{created['id']}/revoke")
+    failing["commit"] = False
+    assert refused.status_code >= 500
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert viewer.get("/api/v1/me").status_code == 200  # not revoked, and not said to be
+
+    assert admin.post(f"/api/v1/tokens/{created['id']}/revoke").json()["status"] == "revoked"
+    assert viewer.get("/api/v1/me").status_code == 401
