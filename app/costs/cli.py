@@ -63,6 +63,11 @@ class InputKind(StrEnum):
     estimate = "estimate"
 
 
+class FocusReplace(StrEnum):
+    billing_period = "billing-period"
+    window = "window"
+
+
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -149,6 +154,16 @@ def ingest_costs(
         bool,
         typer.Option(help="Set bad rows aside and report them, instead of refusing the import."),
     ] = False,
+    replace: Annotated[
+        FocusReplace | None,
+        typer.Option(
+            "--replace",
+            help="focus: what the files replace. billing-period: the earlier delivery of each "
+            "billing period, whole (AWS, Azure re-deliver the month); window: the lines whose "
+            "charge starts in --start/--end (files that add to each other, as OCI's).",
+            case_sensitive=False,
+        ),
+    ] = None,
     partition_filter: Annotated[
         bool,
         typer.Option(help="gcp-bigquery: filter on _PARTITIONTIME (off for unpartitioned copies)."),
@@ -161,6 +176,7 @@ def ingest_costs(
     from app.clock import utcnow
     from app.costs import ingest
     from app.costs.estimates import Driver
+    from app.costs.service import Replace
     from app.db import transaction
     from app.runtime import runtime
 
@@ -178,11 +194,19 @@ def ingest_costs(
             raise UsageError(f"no such file: {', '.join(missing)}")
         if source is InputKind.gcp_export and start is None and end is None:
             raise UsageError(GCP_EXPORT_NEEDS_A_WINDOW)
-        window = _window(start, end, required=source is InputKind.gcp_export)
+        by_window = replace is FocusReplace.window
+        if by_window and (start is None or end is None):
+            raise UsageError(
+                "--replace window replaces the charges starting in --start/--end: give both",
+                field="--replace",
+            )
+        window = _window(start, end, required=source is InputKind.gcp_export or by_window)
     elif paths:
         raise UsageError(f"--source {source.value} reads no files; drop {paths[0]}")
     else:
         window = _window(start, end, required=True)
+    if replace is not None and source is not InputKind.focus:
+        raise UsageError("--replace is for --source focus", field="--replace")
 
     with transaction(rt.session_factory) as session:
         if source is InputKind.focus:
@@ -190,6 +214,9 @@ def ingest_costs(
                 report = ingest.ingest_focus_files(
                     session=session, paths=paths, now=now, window=window,
                     quarantine=quarantine, progress=progress,
+                    replace=Replace.charge_window
+                    if replace is FocusReplace.window
+                    else Replace.billing_period,
                 )  # fmt: skip
         elif source is InputKind.gcp_export:
             assert window is not None

@@ -33,17 +33,31 @@ def ingest_focus_files(
     window: Window | None = None,
     quarantine: bool = False,
     progress: Progress | None = None,
+    replace: Replace = Replace.billing_period,
 ) -> ImportReport:
     """FOCUS CSV/Parquet files of one delivery: each billing period of each account in them
-    replaces the earlier delivery of that period."""
+    replaces the earlier delivery of that period. With `Replace.charge_window`, for files that
+    add to each other rather than re-deliver a period, they replace only the lines of their
+    accounts whose charge period starts in `window` (required), and every row must start in it.
+    """
+    by_window = replace is Replace.charge_window
+    if by_window and window is None:
+        raise ValueError("replacing a window of FOCUS charges needs the window")
     problems = RowProblems(quarantine=quarantine)
     reads: list[FileRead] = []
-    records = read_focus(paths, problems=problems, window=window, reads=reads, progress=progress)
+    records = read_focus(
+        paths,
+        problems=problems,
+        window=None if by_window else window,
+        reads=reads,
+        progress=progress,
+    )
     return service.import_records(
         session=session,
         records=records,
         kind="focus",
-        replace=Replace.billing_period,
+        replace=replace,
+        window=window if by_window else None,
         now=now,
         problems=problems,
         files=reads,

@@ -61,6 +61,11 @@ class BatchSummary:
     rows_superseded: int = 0
     replaced_batch_ids: list[int] = field(default_factory=list)
     net_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    # Billing-period imports: the first and last charge start (corrections aside) of this
+    # delivery, and of the earlier delivery it replaces, which it must cover.
+    first_charge: datetime | None = None
+    last_charge: datetime | None = None
+    replaced_charges: tuple[datetime, datetime] | None = None
 
 
 @dataclass
@@ -149,6 +154,12 @@ def import_records(
                     report.batches.append(summary)
                 writer.add(record, summary.batch_id)
                 summary.rows += 1
+                if by_period and not record.is_correction:
+                    charge = record.charge_period_start
+                    if summary.first_charge is None or charge < summary.first_charge:
+                        summary.first_charge = charge
+                    if summary.last_charge is None or charge > summary.last_charge:
+                        summary.last_charge = charge
                 currency = record.currency
                 summary.net_by_currency[currency] = (
                     summary.net_by_currency.get(currency, ZERO) + record.net_cost
@@ -163,6 +174,8 @@ def import_records(
     except BaseException:
         writer.abort()
         raise
+    for summary in report.batches:
+        _refuse_to_lose_charges(summary)
     report.files = list(files)
     report.rows_written = writer.written
     file_stats = [
@@ -309,15 +322,50 @@ def _open_batch(
                     )
                 )
         if earlier:
-            result = session.execute(
-                delete(CostLine).where(CostLine.batch_id.in_([old.id for old in earlier]))
-            )
+            earlier_ids = [old.id for old in earlier]
+            charge = CostLine.charge_period_start
+            first, last = session.execute(
+                select(func.min(charge), func.max(charge)).where(
+                    CostLine.batch_id.in_(earlier_ids), CostLine.is_correction.is_(False)
+                )
+            ).one()
+            if first is not None and last is not None:
+                summary.replaced_charges = (as_utc(first), as_utc(last))
+            result = session.execute(delete(CostLine).where(CostLine.batch_id.in_(earlier_ids)))
             summary.rows_superseded = int(result.rowcount or 0)  # type: ignore[attr-defined]
     for old in earlier:
         ingestion_service.mark_superseded(session=session, old=old, by=batch)
         if old.window_start >= window.start and old.window_end <= window.end:
             summary.replaced_batch_ids.append(old.id)
     return summary
+
+
+def _refuse_to_lose_charges(summary: BatchSummary) -> None:
+    """A delivery replaces the earlier one of its billing period whole: refuse one that does not
+    reach as far back or as far forward as the one it replaces. AWS and Azure re-deliver the
+    month to date, so a later delivery always covers an earlier one; files that add to each
+    other (OCI's cost reports, a FOCUS table extracted a day at a time) do not, and replacing
+    would drop the earlier file's costs."""
+    if summary.replaced_charges is None:
+        return
+    old_first, old_last = summary.replaced_charges
+    first, last = summary.first_charge, summary.last_charge
+    if first is not None and last is not None and first <= old_first and old_last <= last:
+        return
+    covered = f"from {iso(first)} to {iso(last)}" if first and last else "no charges"
+    raise InputError(
+        InputProblem(
+            summary.source,
+            None,
+            None,
+            "ChargePeriodStart",
+            f"a delivery of the billing period {summary.window} that covers the one it replaces, "
+            f"charges from {iso(old_first)} to {iso(old_last)}; this one has {covered}. If the "
+            "files add to each other rather than re-deliver the period (OCI's cost reports), "
+            "import them with --replace window --start T --end T",
+            str(summary.window),
+        )
+    )
 
 
 def _refuse_double_counting(*, session: Session, record: CostRecord, window: Window) -> None:

@@ -392,3 +392,58 @@ def test_an_unknown_sku_or_a_sku_in_the_wrong_unit_is_a_clear_error(session: Ses
         ingest.ingest_estimates(
             session=session, target=target, window=window, skus={Driver.cpu: "DISK-1"}, now=NOW
         )
+
+
+def test_focus_files_that_add_to_each_other_replace_only_their_window(
+    fresh_engine: Engine, bill: Any, tmp_path: Path
+) -> None:
+    """OCI's cost reports each add hours to the billing period rather than re-deliver it:
+    importing the next one as a re-delivery would drop the first one's costs, so that is
+    refused, and `--replace window` imports it next to the first."""
+    import csv
+
+    with bill.focus_file.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = list(reader)
+    start = header.index("ChargePeriodStart")
+    billed = header.index("BilledCost")
+    days = sorted({row[start][:10] for row in rows})
+    first_day = [row for row in rows if row[start][:10] == days[0]]
+    second_day = [row for row in rows if row[start][:10] == days[1]]
+    day1 = _focus_file(tmp_path / "day1.csv", first_day, header)
+    day2 = _focus_file(tmp_path / "day2.csv", second_day, header)
+    total = sum((Decimal(row[billed]) for row in first_day + second_day), Decimal(0))
+
+    migrate.upgrade(fresh_engine)
+    factory = make_sessionmaker(fresh_engine)
+    with transaction(factory) as session:
+        ingest.ingest_focus_files(session=session, paths=[day1], now=NOW)
+    with pytest.raises(InputError) as caught, transaction(factory) as session:
+        ingest.ingest_focus_files(session=session, paths=[day2], now=NOW)
+    assert "--replace window" in str(caught.value)
+    with transaction(factory) as session:
+        assert line_count(session) == len(first_day)  # refused whole
+
+    second = Window(
+        datetime.fromisoformat(days[1]).replace(tzinfo=UTC),
+        datetime.fromisoformat(days[1]).replace(tzinfo=UTC) + timedelta(days=1),
+    )
+    for _ in range(2):  # a re-delivered file replaces itself
+        with transaction(factory) as session:
+            ingest.ingest_focus_files(
+                session=session,
+                paths=[day2],
+                now=NOW,
+                window=second,
+                replace=service.Replace.charge_window,
+            )
+        with transaction(factory) as session:
+            assert line_count(session) == len(first_day) + len(second_day)
+            assert net_total(session) == total
+    # A row outside the window is refused, naming its line.
+    with pytest.raises(InputError, match=r"day1\.csv:2"), transaction(factory) as session:
+        ingest.ingest_focus_files(
+            session=session, paths=[day1], now=NOW, window=second,
+            replace=service.Replace.charge_window,
+        )  # fmt: skip
