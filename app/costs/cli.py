@@ -374,9 +374,11 @@ def show(
         totals = service.cost_totals(
             session=session, window=window, group_by=grouping, include_estimates=include_estimates
         )
-    sums: dict[str, list[Decimal]] = {}
+    # Per currency, and apart for estimates: a total never mixes what was billed with what
+    # was only estimated.
+    sums: dict[tuple[str, bool], list[Decimal]] = {}
     for total in totals:
-        bucket = sums.setdefault(total.currency, [Decimal(0)] * 3)
+        bucket = sums.setdefault((total.currency, total.estimated), [Decimal(0)] * 3)
         bucket[0] += total.billed_cost
         bucket[1] += total.credits
         bucket[2] += total.net_cost
@@ -422,8 +424,9 @@ def show(
                     "billed_cost": format_amount(values[0]),
                     "credits": format_amount(values[1]),
                     "net_cost": format_amount(values[2]),
+                    "estimated": estimated,
                 }
-                for currency, values in sorted(sums.items())
+                for (currency, estimated), values in sorted(sums.items())
             ],
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -434,10 +437,11 @@ def show(
             escape(t.key), t.currency, format_amount(t.billed_cost), format_amount(t.credits),
             format_amount(t.net_cost), str(t.lines), "estimated" if t.estimated else "",
         )  # fmt: skip
-    for currency, values in sorted(sums.items()):
+    for (currency, estimated), values in sorted(sums.items()):
         table.add_row(
-            "[bold]total[/]", currency, *(f"[bold]{format_amount(v)}[/]" for v in values), "", ""
-        )
+            "[bold]total[/]", currency, *(f"[bold]{format_amount(v)}[/]" for v in values), "",
+            "estimated" if estimated else "",
+        )  # fmt: skip
     console.print(table)
     if not totals:
         err.print(f"no cost lines start in {window}")

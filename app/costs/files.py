@@ -170,6 +170,8 @@ def read_focus(
                     currency=currency,
                 )  # fmt: skip
                 continue
+            if not values:
+                continue  # a blank line, as a spreadsheet may leave at the end
             read.rows += 1
             record = parser.parse(values, line)
             if record is not None:

@@ -148,7 +148,7 @@ TABLE_PATTERN = re.compile(rf"^({_PROJECT})\.({_DATASET})\.({_TABLE})$")
 
 def validate_table(table: str) -> str:
     """`PROJECT.DATASET.TABLE`, checked before it goes into SQL (names cannot be parameters)."""
-    if not TABLE_PATTERN.match(table):
+    if not TABLE_PATTERN.fullmatch(table):
         raise ValueError(
             f"expected a BigQuery table as PROJECT.DATASET.TABLE (letters, digits, '_'; project "
             f"ids as Google writes them), got {table!r}"

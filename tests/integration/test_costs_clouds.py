@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -247,9 +247,40 @@ def test_the_commands_import_show_and_list(
     net = sum((Decimal(r[4]) for r in rows), Decimal(0))
     assert net == bill.total_net_cost
     assert {r[0] for r in rows} >= {"usage", "credit"}
+
+    # With estimates shown, the totals keep them apart from what was billed.
+    from app.costs import service as cost_service
+    from app.costs.records import CostRecord
+    from app.periods import Window
+
+    hour = datetime(2026, 10, 31, 23, tzinfo=UTC)
+    estimate = CostRecord(
+        source="estimate:atlantic", source_row="estimate 1", provider="gcp",
+        charge_period_start=hour, charge_period_end=hour + timedelta(hours=1),
+        charge_category="usage", billed_cost=Decimal("7.5"), credits=Decimal(0),
+        net_cost=Decimal("7.5"), currency="USD", component="compute", estimated=True,
+    )  # fmt: skip
+    with Session(fresh_engine) as session:
+        cost_service.import_records(
+            session=session, records=[estimate], kind="estimate",
+            replace=cost_service.Replace.charge_window, now=datetime.now(UTC),
+            window=Window(hour, hour + timedelta(hours=1)),
+        )  # fmt: skip
+        session.commit()
+    result = runner.invoke(
+        cli,
+        [*base, "costs", "show", "--start", "2026-10-01", "--end", "2026-11-01",
+         "--group-by", "source", "--include-estimates", "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    totals = {t["estimated"]: Decimal(t["net_cost"]) for t in json.loads(result.stdout)["totals"]}
+    assert totals == {False: bill.total_net_cost, True: Decimal("7.5")}
+
     result = runner.invoke(cli, [*base, "costs", "imports", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["source"].startswith("focus:gcp:")
+    sources = [entry["source"] for entry in json.loads(result.stdout)]
+    assert sources[0] == "estimate:atlantic"  # newest first
+    assert sources[1].startswith("focus:gcp:")
 
 
 def test_the_scheduled_re_pull_runs_twice_and_counts_everything_once(

@@ -208,6 +208,18 @@ def test_a_row_with_the_wrong_number_of_fields_names_its_line(tmp_path: Path) ->
         parse(path)
 
 
+def test_blank_lines_are_no_rows(tmp_path: Path) -> None:
+    """A spreadsheet that saved an extra line break at the end (or between rows) still reads,
+    and a bad row after a blank line keeps its own line number."""
+    path = tmp_path / "bill.csv"
+    path.write_text(HEADER + "\n" + row() + "\n\n" + row(BilledCost="2") + "\n\n")
+    records, _ = parse(path)
+    assert [r.billed_cost for r in records] == [Decimal("1.25"), Decimal("2")]
+    path.write_text(HEADER + "\n" + row() + "\n\n" + row(BilledCost="x") + "\n")
+    with pytest.raises(InputError, match=r"bill\.csv:4:"):
+        parse(path)
+
+
 def test_a_quoted_field_spanning_lines_keeps_later_line_numbers_right(tmp_path: Path) -> None:
     multi = row(ChargeDescription='"two\nlines"')
     path = write(tmp_path / "bill.csv", multi, row(BilledCost="x"))

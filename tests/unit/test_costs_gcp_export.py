@@ -230,7 +230,8 @@ def test_the_query_is_built_from_the_same_keys_and_refuses_bad_table_names() -> 
         assert f" AS {column}" in sql or f"{column}," in sql or sql.endswith(column)
     assert "PARSE_BIGNUMERIC(FORMAT('%.14e', cost))" in sql
     assert "_PARTITIONTIME" not in export_query("p-roject.d.t", partition_filter=False)
-    for bad in ["proj.ds.t`; DROP TABLE x; --", "ds.table", "proj.ds.t where 1=1", "P.d.t"]:
+    bad_names = ["proj.ds.t`; DROP TABLE x; --", "ds.table", "proj.ds.t where 1=1", "P.d.t"]
+    for bad in [*bad_names, "p.d.t\n"]:
         with pytest.raises(ValueError, match=r"PROJECT\.DATASET\.TABLE"):
             validate_table(bad)
     assert validate_table("example.com:my-project.ds.t_1") == "example.com:my-project.ds.t_1"
