@@ -53,7 +53,11 @@ from app.usage.units import GIB
 # Part of every run's policy, hence of every day's input fingerprint: bumped whenever the same
 # inputs can give different allocations, so that re-runs recompute days rather than copy them.
 # 2: sums are exact at any number of digits (1 rounded them at 28 significant digits).
-ALGORITHM_VERSION = 2
+# 3: a charge cut at midnight is weighed in whole microseconds exactly (2 went through a float,
+#    and a boundary inside a second could lose one); a hub label naming another cluster's hub
+#    goes to that hub (2 left it unattributed as an unknown hub).
+ALGORITHM_VERSION = 3
+MICROSECOND = timedelta(microseconds=1)
 
 # --- rules: the `rule` column of an allocation ------------------------------------------------
 
@@ -751,8 +755,10 @@ class Classifier:
             if not name:
                 continue
             candidates = self.hubs_by_name.get(name, [])
-            if cluster is not None:
-                candidates = [h for h in candidates if h.cluster == cluster]
+            if cluster is not None and len(candidates) > 1:
+                # The line's cluster decides between hubs of one name; a name only another
+                # cluster's hub has is still that hub's (a bucket billed to a shared project).
+                candidates = [h for h in candidates if h.cluster == cluster] or candidates
             if len(candidates) == 1:
                 hub = candidates[0]
                 return Target("direct", hub.cluster, hub.id, RULE_DIRECT_HUB_LABEL, f"{key}={name}")
@@ -1064,7 +1070,7 @@ def day_slices(start: datetime, end: datetime, amount: Decimal) -> dict[date, De
     day = first_day
     while day_start(day) < end:
         overlap = min(end, day_start(day) + DAY) - max(start, day_start(day))
-        weights[day] = Decimal(int(overlap.total_seconds() * 1_000_000))
+        weights[day] = Decimal(overlap // MICROSECOND)
         day += DAY
     if amount == 0:
         return dict.fromkeys(weights, ZERO)

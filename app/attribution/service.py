@@ -489,10 +489,11 @@ def load_usage(
         if not fetched:
             continue
         hub_ids, user_ids, namespaces, raw_hours, *values = zip(*fetched, strict=True)
-        # Column by column: the ids as Python writes lists, the text joined by a separator no
-        # name or number contains.
+        # Column by column. Ids and namespaces as Python writes lists (a value cannot run into
+        # the next); hours and quantities, which are digits and signs, joined by a separator.
         digest.update(f"{list(hub_ids)!r}\n{list(user_ids)!r}\n".encode())
-        for column in (namespaces, raw_hours, *values):
+        digest.update(f"{list(namespaces)!r}\n".encode())
+        for column in (raw_hours, *values):
             digest.update("\x1f".join(column).encode())
             digest.update(b"\n")
         table.clusters.extend([cluster] * len(fetched))
@@ -1686,7 +1687,11 @@ def explain_allocation(
     own = [part for part in parts if _is_own_part(part, view)]
     recomputed = exact_sum(part.amount for part in own)
     periods = _periods(parts, own, view, pool.driver)
-    net_now = exact_sum(line.net_cost for line in lines)
+    # The pool holds the day's share of its lines (a monthly fee's thirtieth, say): compare
+    # like with like.
+    net_now = sliced_cost_by_day(items, policy, Period(pool.day, pool.day + DAY)).get(
+        (pool.day, pool.currency), ZERO
+    )
     if len(lines) != pool.cost_line_count or net_now != pool.net_cost:
         notes.append(
             f"the cost lines have changed since run {run.id}: it saw {pool.cost_line_count} "

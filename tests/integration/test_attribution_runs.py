@@ -506,6 +506,27 @@ def test_an_allocation_explains_itself_and_notices_changed_inputs(world: World) 
     assert any("have changed since run" in note for note in changed.notes)
 
 
+def test_an_allocation_of_a_fee_spanning_days_explains_itself_as_unchanged(world: World) -> None:
+    """A pool holds its day's share of a charge spanning days (a monthly fee, here three days):
+    the explanation compares that share, not the whole charge, with what the run saw."""
+    typical_days(world)
+    world.cost(hour(1, 0), "30.000000", "other", project="climate-data", hours=72)
+    world.attribute()
+    [fee] = [
+        a
+        for a in world.in_force(day=date(2026, 10, 2), hub_id=world.hubs["climate"])
+        if a.component == "other"
+    ]
+    assert fee.amount == Decimal("10.000000")
+
+    explanation = service.explain_allocation(session=world.session, allocation_id=fee.id)
+
+    assert explanation is not None
+    assert explanation.reproducible
+    assert explanation.cost_lines_net_cost_now == Decimal("10.000000")
+    assert not any("changed since run" in note for note in explanation.notes)
+
+
 def test_unattributed_allocations_explain_their_reason(world: World) -> None:
     typical_days(world, days=(1,))
     world.attribute(Period(DAY1, DAY1 + timedelta(days=1)))

@@ -45,7 +45,7 @@ from app.config import (
     NoUsagePolicy,
     SplitMode,
 )
-from app.money import split_places
+from app.money import split_by_weights, split_places
 
 GIB = 1024**3
 START = date(2026, 10, 1)
@@ -452,6 +452,8 @@ def by_owner(
             {"labels": {"2i2c:hub-name": "unknown-hub"}},
             (None, None, "unattributed:unknown-hub-label"),
         ),
+        # A name only another cluster's hub has is that hub's, whatever project billed it.
+        ({"labels": {"2i2c:hub-name": "polar"}}, (5, None, "hub-shared")),
         ({"sub_account_id": "climate-data"}, (2, None, "hub-shared")),
         ({"labels": {"k8s-namespace": "jh-climate"}}, (2, None, "hub-shared")),
         ({"sub_account_id": "tools"}, (None, None, "unattributed:no-match")),
@@ -662,3 +664,16 @@ def test_a_policy_from_the_configuration() -> None:
     assert not retired.active
     assert policy.options.overhead_percent == Decimal(5)
     assert policy.options.hub_weights == (("ocean", Decimal(2)),)
+
+
+@pytest.mark.parametrize("microseconds", [1, 249, 999_999, 500_001])
+def test_day_slices_weigh_a_boundary_inside_a_second_exactly(microseconds: int) -> None:
+    start = T0.replace(hour=0, minute=0)
+    end = start + timedelta(days=1, microseconds=microseconds)
+    amount = Decimal("1000000.00")
+    slices = day_slices(start, end, amount)
+    whole_day = 86_400 * 1_000_000
+    expected = split_by_weights(
+        amount, {start.date(): Decimal(whole_day), end.date(): Decimal(microseconds)}
+    )
+    assert slices == expected
