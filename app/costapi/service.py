@@ -36,7 +36,7 @@ from app.costs.service import billed_through
 from app.db import money_sum
 from app.hubs.models import Community, Hub, HubUser
 from app.money import ZERO
-from app.periods import DAY, Window, as_utc, day_start, next_month
+from app.periods import DAY, INVOICE_MONTH_CLOSE_DAYS, Window, as_utc, day_start, next_month
 from app.usage.metering import QUANTITY_NAMES, Quantities
 from app.usage.models import UsageHour
 
@@ -447,15 +447,20 @@ def attributed_days(*, session: Session, period: Period) -> list[date]:
     )
 
 
+# How far behind the others a billing account's export may lag and still hold the month to
+# date back: the clouds deliver within a day or two.
+BILLING_LAG_DAYS = 3
+
+
 def billed_until(*, session: Session, period: Period) -> date | None:
     """The first day of the range that the bill has not wholly reached, or None if no billing
     account has billed usage in the range.
 
     Each billing account (or, for lines without one, provider) is billed up to where its
     non-estimated usage lines reach (`app.costs.service.billed_through`); a day counts as
-    billed when every account that bills usage in the range has reached its end. An account
-    that stops billing in the middle of the range (a cluster shut down) therefore holds the
-    billed days back until the range ends: its days are forecast instead of counted.
+    billed when every account still billing has reached its end. An account more than
+    BILLING_LAG_DAYS behind the furthest has stopped billing (a cluster shut down), rather
+    than lagging, and holds nobody's days back.
     """
     window = Window(period.start_datetime, period.end_datetime)
     accounts = session.execute(
@@ -480,7 +485,10 @@ def billed_until(*, session: Session, period: Period) -> date | None:
         if through is not None:
             # The end of the last billed hour: its day counts only when that is midnight.
             reached.append(as_utc(through).date())
-    return min(reached) if reached else None
+    if not reached:
+        return None
+    furthest = max(reached)
+    return min(d for d in reached if d >= furthest - timedelta(days=BILLING_LAG_DAYS))
 
 
 class BillReach(Protocol):
@@ -530,9 +538,14 @@ def month_to_date(
     billed: list[date] = []
     if window_end > month:
         window = Period(month, window_end)
-        reached = bill_reach(session=session, period=window)
-        if reached is not None:
-            billed = [d for d in attributed_days(session=session, period=window) if d < reached]
+        if today >= next_month(month) + timedelta(days=INVOICE_MONTH_CLOSE_DAYS):
+            # The month's invoice has closed: whatever is billed is all there will be.
+            billed = attributed_days(session=session, period=window)
+        else:
+            reached = bill_reach(session=session, period=window)
+            if reached is not None:
+                in_force = attributed_days(session=session, period=window)
+                billed = [d for d in in_force if d < reached]
         query = select(
             Allocation.hub_id,
             Allocation.day,

@@ -394,3 +394,38 @@ def test_days_the_bill_has_not_reached_are_forecast_not_counted_as_zero(
     assert body["days_attributed"] == 19
     assert Decimal(body["month_to_date"]) == month_to_date + 29
     assert Decimal(body["estimated"]) == 0
+
+    # Another billing account that billed only the first two days (a cluster shut down) has
+    # stopped, not lagged: it holds nobody's count back.
+    with Session(fresh_engine) as session:
+        other = IngestionBatch(
+            kind="costs",
+            source="other-bill",
+            window_start=datetime(2026, 10, 1, tzinfo=UTC),
+            window_end=datetime(2026, 10, 3, tzinfo=UTC),
+            started_at=LAG_NOW,
+            finished_at=LAG_NOW,
+            stats={},
+        )
+        session.add(other)
+        session.flush()
+        for day in (1, 2):
+            line = daily_line(other.id, day, "3")
+            line.billing_account_id = "ANOTHER"
+            line.sub_account_id = "closed-project"
+            session.add(line)
+        session.commit()
+    assert client.get(path).json()["days_attributed"] == 19
+
+    # Once October's invoice has closed, every attributed day of it counts: the month is over.
+    with Session(fresh_engine) as session:
+        hubs = list(session.scalars(select(Hub)))
+        lagging = costapi_service.month_to_date(
+            session=session, hubs=hubs, month=MONTH, today=date(2026, 11, 2)
+        )
+        closed = costapi_service.month_to_date(
+            session=session, hubs=hubs, month=MONTH, today=date(2026, 11, 6)
+        )
+    assert lagging[0].forecast.days_attributed == 19
+    assert closed[0].forecast.days_attributed == 21  # in force through the 21st
+    assert closed[0].forecast.month_to_date == month_to_date + 29
