@@ -479,7 +479,7 @@ def _find_one(
         )
     except service.AttributionError as exc:
         raise UsageError(str(exc)) from exc
-    found = service.find_allocations(
+    found, _ = service.find_allocations(
         session=session, day=the_day, hub_id=hub_row.id, user_id=user_id, component=component
     )
     if user is None:

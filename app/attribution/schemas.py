@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
-from app.costapi.schemas import DECIMAL_PATTERN, Amount
+from app.costapi.schemas import DECIMAL_PATTERN, Amount, Page
 from app.money import format_amount
 
 # Driver units are exact (not rounded like the cost API's display quantities).
@@ -52,6 +52,13 @@ class AllocationOut(_Out):
     amount: Amount
     currency: str
     estimated: bool
+
+
+class AllocationList(_Out):
+    """A page of allocations in force, in the order day, hub, user, component, id."""
+
+    allocations: list[AllocationOut]
+    page: Page
 
 
 class PoolOut(_Out):

@@ -1508,8 +1508,10 @@ def find_allocations(
     run_id: int | None = None,
     unattributed: bool = False,
     limit: int = 200,
-) -> list[AllocationView]:
-    """Allocations in force (or of one run) matching the filters, in a stable order."""
+    offset: int = 0,
+) -> tuple[list[AllocationView], int]:
+    """A page of the allocations in force (or of one run) matching the filters, in a stable
+    order (day, hub, user, component, id), and how many match in all."""
     query = _view_query()
     if run_id is None:
         query = query.join(
@@ -1530,10 +1532,19 @@ def find_allocations(
         query = query.where(Allocation.community_id == community_id)
     if unattributed:
         query = query.where(Allocation.hub_id.is_(None))
-    query = query.order_by(
-        Allocation.day, Allocation.hub_id, Allocation.user_id, Allocation.component, Allocation.id
-    ).limit(limit)
-    return [AllocationView(*row) for row in session.execute(query)]
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = (
+        query.order_by(
+            Allocation.day,
+            Allocation.hub_id,
+            Allocation.user_id,
+            Allocation.component,
+            Allocation.id,
+        )
+        .limit(limit)
+        .offset(offset)
+    )
+    return [AllocationView(*row) for row in session.execute(query)], total
 
 
 def get_allocation(*, session: Session, allocation_id: int) -> AllocationView | None:

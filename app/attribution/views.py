@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query
 from app.attribution import service
 from app.attribution.schemas import (
     AllocationExplanation,
+    AllocationList,
     AllocationOut,
     CostLineOut,
     PoolOut,
@@ -25,6 +26,8 @@ from app.attribution.schemas import (
     RunOut,
 )
 from app.auth.deps import CurrentPrincipal, FinancePrincipal, ensure_community_access
+from app.costapi.schemas import Page
+from app.costapi.tabular import OffsetParam
 from app.costs.models import Component
 from app.deps import SessionDep
 from app.problems import Problem
@@ -35,7 +38,7 @@ router = APIRouter(prefix="/api/v1", tags=["attribution"])
 @router.get(
     "/allocations",
     summary="Allocations in force, to find the one to explain",
-    response_model=list[AllocationOut],
+    response_model=AllocationList,
 )
 def list_allocations(
     session: SessionDep,
@@ -51,13 +54,15 @@ def list_allocations(
         bool, Query(description="Finance only: the allocations no hub gets.")
     ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[AllocationOut]:
-    """The allocations in force for a day, optionally of one hub, user or component."""
+    offset: OffsetParam = 0,
+) -> AllocationList:
+    """The allocations in force for a day, optionally of one hub, user or component, a page
+    at a time (ordered by day, hub, user, component and id)."""
     if not principal.reads_everything:
         if unattributed or (community_id is not None and community_id != principal.community_id):
-            return []
+            return AllocationList(allocations=[], page=Page.of(limit=limit, offset=offset, total=0))
         community_id = principal.community_id
-    views = service.find_allocations(
+    views, total = service.find_allocations(
         session=session,
         day=day,
         hub_id=hub_id,
@@ -66,8 +71,9 @@ def list_allocations(
         community_id=community_id,
         unattributed=unattributed,
         limit=limit,
+        offset=offset,
     )
-    return [
+    allocations = [
         AllocationOut(
             id=v.id,
             run_id=v.run_id,
@@ -86,6 +92,9 @@ def list_allocations(
         )
         for v in views
     ]
+    return AllocationList(
+        allocations=allocations, page=Page.of(limit=limit, offset=offset, total=total)
+    )
 
 
 @router.get(

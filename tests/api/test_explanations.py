@@ -153,14 +153,14 @@ def seed(engine: Engine) -> Seeded:
             created_by="test",
             note="re-run for climate-school's late credits",
         )
-        (shared,) = attribution_service.find_allocations(
+        (shared,), _ = attribution_service.find_allocations(
             session=session,
             day=date(2026, 10, 1),
             hub_id=hubs["ocean"],
             user_id=users[(hubs["ocean"], "alice")],
             component="compute",
         )
-        (direct,) = attribution_service.find_allocations(
+        (direct,), _ = attribution_service.find_allocations(
             session=session,
             day=date(2026, 10, 1),
             hub_id=hubs["ocean"],

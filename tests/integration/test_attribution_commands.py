@@ -390,9 +390,24 @@ def test_the_api_explains_only_what_the_caller_may_read(installed: Installed) ->
 
     status, listed = get("/api/v1/allocations?day=2026-10-01", "ocean")
     assert status == 200
-    assert isinstance(listed, list)
-    assert {a["community_id"] for a in listed} == {"ocean-lab"}
-    assert get("/api/v1/allocations?day=2026-10-01&unattributed=true", "ocean")[1] == []
+    assert isinstance(listed, dict)
+    rows = listed["allocations"]
+    assert {a["community_id"] for a in rows} == {"ocean-lab"}
+    assert listed["page"]["total"] == len(rows)
+    # Pages follow one order, and together are the whole list.
+    assert len(rows) >= 2
+    paged: list[dict[str, object]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = get(f"/api/v1/allocations?day=2026-10-01&limit=1&offset={offset}", "ocean")[1]
+        assert isinstance(page, dict)
+        paged += page["allocations"]
+        offset = page["page"]["next_offset"]
+    assert [a["id"] for a in paged] == [a["id"] for a in rows]
+    unattributed = get("/api/v1/allocations?day=2026-10-01&unattributed=true", "ocean")[1]
+    assert isinstance(unattributed, dict)
+    assert unattributed["allocations"] == []
+    assert unattributed["page"]["total"] == 0
     assert get("/api/v1/attribution/runs", "ocean")[0] == 403
     status, runs = get("/api/v1/attribution/runs", "finance")
     assert status == 200
@@ -510,8 +525,9 @@ def test_the_api_writes_tiny_amounts_without_exponents(tiny: Installed) -> None:
         assert response.status_code == 200, response.text
         return response.json()
 
-    listed = get("/api/v1/allocations?day=2026-10-03", Role.viewer)
-    assert isinstance(listed, list)
+    page = get("/api/v1/allocations?day=2026-10-03", Role.viewer)
+    assert isinstance(page, dict)
+    listed = page["allocations"]
     amounts = {a["user"]: a["amount"] for a in listed}
     assert amounts == {"alice": "0.00000000004", "bob": "0.00000000003"}
     [alice] = [a for a in listed if a["user"] == "alice"]
