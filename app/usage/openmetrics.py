@@ -22,7 +22,7 @@ from typing import TextIO
 
 from app.errors import BadValue, InputError, InputProblem
 from app.usage.metering import Observations, parse_sample_value
-from app.usage.queries import RESOURCES, Query
+from app.usage.queries import CPU_LOOKBACK_HOURS, RESOURCES, Query
 from app.usage.sources import Progress
 
 MS_PER_HOUR = 3_600_000
@@ -434,15 +434,20 @@ def _evaluate(
             labels = {"namespace": namespace, "pod": pod}
             observations.add(Query.memory_usage, labels, hour, Decimal(total))
 
-    # cpu_usage: per series, last in the hour minus last in the hour before (when not
-    # negative), else last in the hour; sum by (namespace, pod); and on (namespace, pod) ...
+    # cpu_usage: per series, last in the hour minus the last value in the CPU_LOOKBACK_HOURS
+    # before it (when not negative), else last in the hour; sum by (namespace, pod); and on
+    # (namespace, pod) ...
     cpu: dict[tuple[int, str, str], int | Decimal] = defaultdict(int)
     for item in by_metric["container_cpu_usage_seconds_total"]:
         namespace, pod, _uid = _pod_identity(item.labels)
         for hour, (_ms, last) in item.last.items():
             if not in_window(hour):
                 continue
-            before = item.last.get(hour - 3600)
+            before = None
+            for back in range(1, CPU_LOOKBACK_HOURS + 1):
+                before = item.last.get(hour - 3600 * back)
+                if before is not None:
+                    break
             used = last - before[1] if before is not None and last - before[1] >= 0 else last
             cpu[(hour, namespace, pod)] += used
     for (hour, namespace, pod), total in sorted(cpu.items()):

@@ -29,6 +29,11 @@ SINGLEUSER = 'kube_pod_labels{label_component="singleuser-server"}'
 # kubelets, the pause container ("POD"); those two would count the pod twice.
 CONTAINERS = 'container!="", container!="POD"'
 
+# How far back the CPU counter's previous value is looked for: a series with no sample in the
+# hour before (a scrape gap, a Prometheus restart) counts from that value, not from zero, as
+# long as it was seen this recently; only a series not seen for that long counts as new.
+CPU_LOOKBACK_HOURS = 6
+
 # "This (namespace, pod[, uid]) was a user server during the hour."
 _IS_SERVER = f"last_over_time({SINGLEUSER}[1h])"
 
@@ -102,13 +107,17 @@ and on (namespace, pod) {_IS_SERVER}""",
     UsageQuery(
         Query.cpu_usage,
         # CPU-seconds used in the hour, per container series: its last counter value in the
-        # hour minus its last value in the hour before. A series new in the hour counts from
-        # zero; one that went backwards restarted, and counts its value since the restart.
+        # hour minus its last value before the hour (looking back CPU_LOOKBACK_HOURS, so that
+        # after a scrape gap the hour does not count the container's whole lifetime again).
+        # A series not seen before is new in the hour and counts from zero; one that went
+        # backwards restarted, and counts its value since the restart.
         f"""
 sum by (namespace, pod) (
     (
         last_over_time(container_cpu_usage_seconds_total{{{CONTAINERS}}}[1h])
-      - last_over_time(container_cpu_usage_seconds_total{{{CONTAINERS}}}[1h] offset 1h)
+      - last_over_time(
+          container_cpu_usage_seconds_total{{{CONTAINERS}}}[{CPU_LOOKBACK_HOURS}h] offset 1h
+        )
     ) >= 0
   or
     last_over_time(container_cpu_usage_seconds_total{{{CONTAINERS}}}[1h])
