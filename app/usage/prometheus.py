@@ -117,6 +117,7 @@ class PrometheusUsageSource:
         # Read the secrets once, now, so a missing environment variable fails before any query.
         self._headers = prometheus.auth.headers()
         self._basic_auth = prometheus.auth.basic_auth()
+        self._hour_range: str | None = None
 
     @property
     def description(self) -> str:
@@ -137,10 +138,23 @@ class PrometheusUsageSource:
             self._local.client = client
         return client
 
+    def hour_range(self) -> str:
+        """The range selector that covers exactly one hour when evaluated at its last
+        millisecond. Prometheus 3 made ranges left-open, so `[1h]` there reads
+        `(h - 1ms, h + 1h - 1ms]`; before 3, ranges are closed and `[1h]` would also read a
+        sample at `h - 1ms` (counted in the hour before too), so `[3599999ms]` is used, which
+        reads `[h, h + 1h - 1ms]`. The server's version is asked once; a server that does not
+        say (a proxy, another implementation) is taken to follow Prometheus 3."""
+        if self._hour_range is None:
+            major = _prometheus_major_version(self.prometheus, self._headers, self._basic_auth)
+            self._hour_range = "[3599999ms]" if major is not None and major < 3 else "[1h]"
+        return self._hour_range
+
     def fetch(self, *, first_hour: int, end_hour: int, progress: Progress | None) -> Observations:
         """Every query over `[first_hour, end_hour)`, chunk by chunk; all or nothing."""
         if first_hour % SECONDS_PER_HOUR or end_hour % SECONDS_PER_HOUR:
             raise ValueError("a usage window starts and ends on whole hours")
+        hour_range = self.hour_range()
         chunks = [
             (start, min(self.chunk_hours, (end_hour - start) // SECONDS_PER_HOUR))
             for start in range(first_hour, end_hour, self.chunk_hours * SECONDS_PER_HOUR)
@@ -154,7 +168,7 @@ class PrometheusUsageSource:
             progress(0, len(work))
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="prometheus") as pool:
             futures: list[Future[list[dict[str, Any]]]] = [
-                pool.submit(self._query_hours, query, start, hours)
+                pool.submit(self._query_hours, query, start, hours, hour_range)
                 for (start, hours), query in work
             ]
             try:
@@ -188,12 +202,14 @@ class PrometheusUsageSource:
                 return failure
         return UsageSourceError("the fetch was given up")  # pragma: no cover - unreachable
 
-    def _query_hours(self, query: UsageQuery, first_hour: int, hours: int) -> list[dict[str, Any]]:
+    def _query_hours(
+        self, query: UsageQuery, first_hour: int, hours: int, hour_range: str
+    ) -> list[dict[str, Any]]:
         """One range query; halved and asked again when Prometheus finds it too large."""
         if self._given_up.is_set():
             raise _GivenUp
         try:
-            return self._range_query(query, first_hour, hours)
+            return self._range_query(query, first_hour, hours, hour_range)
         except UsageSourceError:
             self._given_up.set()
             raise
@@ -205,11 +221,13 @@ class PrometheusUsageSource:
                     f"{too_large} (raise its --query.max-samples)"
                 ) from None
             half = hours // 2
-            return self._query_hours(query, first_hour, half) + self._query_hours(
-                query, first_hour + half * SECONDS_PER_HOUR, hours - half
+            return self._query_hours(query, first_hour, half, hour_range) + self._query_hours(
+                query, first_hour + half * SECONDS_PER_HOUR, hours - half, hour_range
             )
 
-    def _range_query(self, query: UsageQuery, first_hour: int, hours: int) -> list[dict[str, Any]]:
+    def _range_query(
+        self, query: UsageQuery, first_hour: int, hours: int, hour_range: str
+    ) -> list[dict[str, Any]]:
         # Evaluate at the last millisecond of each hour, so [1h] covers exactly that hour. The
         # client rounds datetimes to whole seconds, so the times go in as explicit parameters.
         start_ms = (first_hour + SECONDS_PER_HOUR) * 1000 - 1
@@ -223,7 +241,7 @@ class PrometheusUsageSource:
         began = monotonic()
         try:
             series: list[dict[str, Any]] = self._client().custom_query_range(
-                query.promql,
+                query.promql.replace("[1h]", hour_range),
                 start_time=_utc(start_ms),
                 end_time=_utc(end_ms),
                 step=str(SECONDS_PER_HOUR),
@@ -347,3 +365,25 @@ def _reason(exc: BaseException) -> str:
         reason = inner
     text = str(reason) or type(reason).__name__
     return re.sub(r"<urllib3\.[^>]*>:?\s*", "", text)[:300]
+
+
+def _prometheus_major_version(
+    prometheus: PrometheusSource,
+    headers: dict[str, str] | None,
+    basic_auth: tuple[str, str] | None,
+) -> int | None:
+    """The server's major version from `/api/v1/status/buildinfo`, or None if it does not say."""
+    try:
+        response = requests.get(
+            f"{prometheus.url.rstrip('/')}/api/v1/status/buildinfo",
+            headers=headers or None,
+            auth=basic_auth,
+            verify=prometheus.verify_tls,
+            timeout=min(prometheus.timeout_seconds, 10.0),
+        )
+        if response.status_code != 200:
+            return None
+        version = str(response.json()["data"]["version"])
+        return int(version.lstrip("v").split(".", 1)[0])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None

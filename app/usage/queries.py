@@ -1,8 +1,10 @@
 """The PromQL hubmeter meters Zero-to-JupyterHub clusters with, one query per measurement.
 
 Every query is evaluated as a range query with a one-hour step at `h + 1h - 1ms` for each whole
-hour `[h, h + 1h)`: Prometheus range selectors are left-open and right-closed at millisecond
-resolution, so `[1h]` there covers exactly the samples with `h <= t < h + 1h`. Usage is metered
+hour `[h, h + 1h)`: from Prometheus 3 range selectors are left-open and right-closed at
+millisecond resolution, so `[1h]` there covers exactly the samples with `h <= t < h + 1h`
+(before 3 they are closed, and the source writes `[3599999ms]` instead of every `[1h]`; see
+`PrometheusUsageSource.hour_range`). Usage is metered
 from the samples themselves (`*_over_time`), never from instant-vector lookback: backfilled or
 remote-read data has no staleness markers, and lookback would stretch every pod by up to five
 minutes past its last scrape.

@@ -71,3 +71,34 @@ def test_a_scrape_gap_does_not_count_the_counter_again(tmp_path: Path) -> None:
         )
         observations = source.fetch(first_hour=T0, end_hour=T0 + HOURS * 3600, progress=None)
     assert cpu_by_hour(observations) == EXPECTED
+
+
+def test_a_sample_at_the_last_millisecond_of_an_hour_counts_in_that_hour_only(
+    tmp_path: Path,
+) -> None:
+    """Prometheus before 3 reads a range's left end too; the hour range is chosen so that a
+    sample at h + 1h - 1ms is read by hour h alone, as the OpenMetrics reader counts it."""
+    bob = SERVER.replace("alice", "bob").replace("u1", "u2")
+    file = tmp_path / "edge.om"
+    file.write_text(f"{bob} 1 {T0 + 3599.999}\n{bob} 1 {T0 + 3600}\n# EOF\n", encoding="utf-8")
+
+    def server_hours(observations: object) -> dict[int, Decimal]:
+        result = meter(observations, scrape_interval_seconds=60)  # type: ignore[arg-type]
+        return {
+            (int(row.hour.timestamp()) - T0) // 3600: row.quantities.server_seconds
+            for row in result.rows
+        }
+
+    expected = {0: Decimal(60), 1: Decimal(60)}
+    assert server_hours(read_openmetrics(file, first_hour=T0, end_hour=T0 + 7200)) == expected
+    blocks = tmp_path / "blocks"
+    servers.backfill(file, blocks)
+    with servers.prometheus_server(blocks) as server:
+        source = PrometheusUsageSource(
+            cluster_name="atlantic",
+            prometheus=PrometheusSource(url=server.url),
+            chunk_hours=2,
+            retry=RetryPolicy(attempts=2, backoff_seconds=0.01),
+        )
+        observations = source.fetch(first_hour=T0, end_hour=T0 + 7200, progress=None)
+    assert server_hours(observations) == expected

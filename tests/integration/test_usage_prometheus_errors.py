@@ -39,6 +39,10 @@ class FakePrometheus:
     requests: list[dict[str, Any]] = field(default_factory=list)
     script: Callable[[dict[str, Any]], Reply] = lambda request: None
     delay_seconds: float = 0.0
+    # What /api/v1/status/buildinfo says (None: 404, as a server that does not say); asked
+    # once per source, and not counted among `requests`.
+    version: str | None = "3.1.0"
+    buildinfo_requests: int = 0
 
 
 def matrix(request: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +77,20 @@ def fake() -> Iterator[FakePrometheus]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlparse(self.path)
+            if url.path == "/api/v1/status/buildinfo":
+                state.buildinfo_requests += 1
+                status, info = (
+                    (404, {})
+                    if state.version is None
+                    else (200, {"status": "success", "data": {"version": state.version}})
+                )
+                body = json.dumps(info).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             request = {key: values[0] for key, values in parse_qs(url.query).items()}
             request["path"] = url.path
             request["authorization"] = self.headers.get("Authorization")
@@ -132,6 +150,25 @@ def test_every_hour_is_evaluated_at_its_last_millisecond_in_chunks(fake: FakePro
     assert sorted({key[0] for key in observations.server_samples}) == [
         T0 + h * HOUR for h in range(24)
     ]
+
+
+@pytest.mark.parametrize(
+    ("version", "hour_range"),
+    [("3.1.0", "[1h]"), ("2.53.1", "[3599999ms]"), ("v2.42.0", "[3599999ms]"), (None, "[1h]")],
+)
+def test_the_hour_range_follows_the_servers_range_semantics(
+    fake: FakePrometheus, version: str | None, hour_range: str
+) -> None:
+    """Before Prometheus 3 a range includes its left end, so `[1h]` at h + 1h - 1ms would also
+    read a sample at h - 1ms, which the hour before counts too."""
+    fake.version = version
+    usage = source(fake.url, chunk_hours=2)
+    usage.fetch(first_hour=T0, end_hour=T0 + 4 * 3600, progress=None)
+    usage.fetch(first_hour=T0, end_hour=T0 + 3600, progress=None)
+    assert fake.buildinfo_requests == 1  # asked once
+    queries = [request["query"] for request in fake.requests]
+    assert all("[1h]" not in query for query in queries) == (hour_range != "[1h]")
+    assert any(hour_range in query for query in queries)
 
 
 def test_5xx_answers_are_retried(fake: FakePrometheus) -> None:
