@@ -67,13 +67,16 @@ def forecast_month(
     attributed_days: Iterable[date],
     budget: Decimal | None,
     estimated: Decimal = ZERO,
+    active_from: date | None = None,
 ) -> MonthForecast:
     """The month-to-date amount, forecast and budget state of `month` as known on `today`.
 
     `daily` holds the hub's amount on each attributed day (missing days count as zero),
     `attributed_days` every day that counts as attributed (allocations in force, and billed),
     `estimated` the list-price estimate of the days before today that do not count yet; it is
-    reported, never added to the month-to-date amount.
+    reported, never added to the month-to-date amount. `active_from` is the hub's first day
+    with any allocation this month: the days before it (a hub that started mid-month) count
+    in the month to date as the nothing they were, but not in the run rate.
     """
     first = month_start(month)
     cutoff = min(today, next_month(first))
@@ -84,7 +87,8 @@ def forecast_month(
         run_rate: Decimal | None = None
         forecast: Decimal | None = None
         if days:
-            recent = days[-RUN_RATE_DAYS:]
+            active = [d for d in days if active_from is None or d >= active_from] or days
+            recent = active[-RUN_RATE_DAYS:]
             exact_rate = sum((daily.get(d, ZERO) for d in recent), ZERO) / len(recent)
             run_rate = round_to_currency(exact_rate, currency)
             forecast = round_to_currency(

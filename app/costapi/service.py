@@ -602,6 +602,10 @@ def month_to_date(
                     attributed_days=counted,
                     budget=hub.monthly_budget,
                     estimated=not_billed,
+                    active_from=min(
+                        (d for per_day in days.amounts.values() for d in per_day),
+                        default=None,
+                    ),
                 ),
                 other_currencies=others,
             )

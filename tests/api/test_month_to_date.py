@@ -429,3 +429,22 @@ def test_days_the_bill_has_not_reached_are_forecast_not_counted_as_zero(
     assert lagging[0].forecast.days_attributed == 19
     assert closed[0].forecast.days_attributed == 21  # in force through the 21st
     assert closed[0].forecast.month_to_date == month_to_date + 29
+
+
+def test_a_hub_that_starts_mid_month_is_forecast_at_its_own_rate() -> None:
+    # The hub's first allocations are on the 18th, at 100 a day; the days before it are part
+    # of the month (nothing was spent) but not of the run rate.
+    amounts = dict.fromkeys(range(18, 21), "100")
+    result = forecast_month(
+        month=MONTH,
+        today=date(2026, 10, 21),
+        currency="USD",
+        daily=daily(amounts),
+        attributed_days=[date(2026, 10, d) for d in range(1, 21)],
+        budget=Decimal("1000"),
+        active_from=date(2026, 10, 18),
+    )
+    assert result.month_to_date == Decimal(300)
+    assert result.run_rate_per_day == Decimal(100)
+    assert result.forecast == Decimal(1400)  # 300 + 100 x 11
+    assert result.alert_state == AlertState.forecast_over_budget
