@@ -348,7 +348,11 @@ def show(
     end: Annotated[str, typer.Option(help=f"Until (exclusive), {TIME_HELP}.")],
     group_by: Annotated[
         str,
-        typer.Option(help="day, service, provider, charge-category, project, component or source."),
+        typer.Option(
+            help="day, service, provider, charge-category, project, component, source or "
+            "invoice-month (GCP's; its months run on Pacific time, so widen the window by a "
+            "day on each side to hold a whole invoice)."
+        ),
     ] = "day",
     include_estimates: Annotated[
         bool, typer.Option(help="Add estimated lines (their own rows, marked).")

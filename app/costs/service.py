@@ -608,6 +608,9 @@ class GroupBy(StrEnum):
     project = "project"
     component = "component"
     source = "source"
+    # GCP's invoice month (invoice.month of the export, YYYYMM): GCP invoices months in
+    # Pacific time, so a month's invoice does not match the UTC days of the month.
+    invoice_month = "invoice-month"
 
 
 @dataclass
@@ -628,6 +631,7 @@ _GROUP_COLUMNS = {
     GroupBy.project: CostLine.sub_account_id,
     GroupBy.component: CostLine.component,
     GroupBy.source: CostLine.source,
+    GroupBy.invoice_month: CostLine.extra["invoice_month"].as_string(),
 }
 
 

@@ -447,3 +447,28 @@ def test_focus_files_that_add_to_each_other_replace_only_their_window(
             session=session, paths=[day1], now=NOW, window=second,
             replace=service.Replace.charge_window,
         )  # fmt: skip
+
+
+def test_gcp_costs_add_up_per_invoice_month(session: Session, bill: Any, tmp_path: Path) -> None:
+    """GCP invoices months in Pacific time: a line early on the 1st (UTC) belongs to the month
+    before's invoice, and `costs show --group-by invoice-month` says so."""
+    rows = [json.loads(line) for line in bill.billing_export_file.read_text().splitlines()]
+    for row in rows:
+        # Usage before 07:00 UTC on October 1st is September's in Pacific time.
+        early = row["usage_start_time"] < "2026-10-01 07"
+        row["invoice"]["month"] = "202609" if early else "202610"
+    relabelled = _jsonl(tmp_path / "invoices.jsonl", rows)
+    window = Window(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 4, tzinfo=UTC))
+    ingest.ingest_gcp_export_files(session=session, paths=[relabelled], now=NOW, window=window)
+    totals = service.cost_totals(
+        session=session, window=window, group_by=service.GroupBy.invoice_month
+    )
+    by_month = {t.key: t.net_cost for t in totals}
+    assert set(by_month) == {"202609", "202610"}
+    assert sum(by_month.values(), Decimal(0)) == net_total(session)
+    september = sum(
+        (line.net_cost for line in session.scalars(select(CostLine)) if line.charge_period_start
+         < datetime(2026, 10, 1, 7, tzinfo=UTC)),
+        Decimal(0),
+    )  # fmt: skip
+    assert by_month["202609"] == september
