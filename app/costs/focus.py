@@ -235,8 +235,10 @@ class FocusParser:
         start = parse_time(required(values, self._charge_start, "ChargePeriodStart"),
                            "ChargePeriodStart")  # fmt: skip
         end = parse_time(required(values, self._charge_end, "ChargePeriodEnd"), "ChargePeriodEnd")
-        if end <= start:
-            raise BadValue("ChargePeriodEnd", "a time after ChargePeriodStart", iso(end))
+        # A one-time charge may be an instant (end = start); attribution splits it by the
+        # usage of its hour.
+        if end < start:
+            raise BadValue("ChargePeriodEnd", "a time not before ChargePeriodStart", iso(end))
         period_start = parse_time(
             required(values, self._period_start, "BillingPeriodStart"), "BillingPeriodStart"
         )

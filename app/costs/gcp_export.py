@@ -317,8 +317,10 @@ class ExportAggregator:
             raise BadValue("currency", "a three-letter currency code", key[_CURRENCY])
         if key[_INDEX["cost_type"]] not in COST_TYPES:
             raise BadValue("cost_type", f"one of {', '.join(COST_TYPES)}", key[_INDEX["cost_type"]])
-        if key[_USAGE_END] <= key[_USAGE_START]:
-            raise BadValue("usage_end_time", "a time after usage_start_time", iso(key[_USAGE_END]))
+        if key[_USAGE_END] < key[_USAGE_START]:
+            raise BadValue(
+                "usage_end_time", "a time not before usage_start_time", iso(key[_USAGE_END])
+            )
         sums: list[Decimal | None] = []
         for column in SUM_COLUMNS:
             value = _at(row, column.path)

@@ -179,7 +179,7 @@ def test_gzip_and_parquet_give_the_same_lines_as_the_csv(tmp_path: Path) -> None
             "ChargeCategory",
             "Usage, Purchase, Tax, Credit or Adjustment",
         ),
-        ({"ChargePeriodEnd": "2026-10-01T00:00:00Z"}, "ChargePeriodEnd", "a time after"),
+        ({"ChargePeriodEnd": "2026-09-30T23:00:00Z"}, "ChargePeriodEnd", "a time not before"),
         ({"BillingCurrency": "EUR"}, "BillingCurrency", "one currency per import (USD"),
         ({"ConsumedQuantity": "-5"}, "ConsumedQuantity", "zero or more"),
         ({"Tags": "not-json"}, "Tags", "a JSON object"),
@@ -257,6 +257,17 @@ def test_azure_reversals_with_negative_usage_at_negative_cost_are_accepted(tmp_p
     path = write(tmp_path / "bill.csv", row(ConsumedQuantity="-0.0013", BilledCost="-0.0128"))
     records, _ = parse(path)
     assert records[0].consumed_quantity == Decimal("-0.0013")
+
+
+def test_a_one_time_charge_may_be_an_instant_but_never_end_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    instant = row(ChargePeriodEnd="2026-10-01T00:00:00Z")
+    records, _ = parse(write(tmp_path / "instant.csv", instant))
+    assert records[0].charge_period_end == records[0].charge_period_start
+    backwards = row(ChargePeriodEnd="2026-09-30T23:00:00Z")
+    with pytest.raises(InputError, match="ChargePeriodEnd: expected a time not before"):
+        parse(write(tmp_path / "backwards.csv", backwards))
 
 
 def test_corrections_keep_the_period_they_correct(tmp_path: Path) -> None:
