@@ -153,6 +153,7 @@ def read_focus(
 ) -> Iterator[CostRecord]:
     """Cost lines from FOCUS files, one by one; one currency across all the files."""
     currency: str | None = None
+    currency_where: str | None = None
     offset = 0
     for path in paths:
         read = FileRead(path)
@@ -167,7 +168,7 @@ def read_focus(
             if parser is None:
                 parser = FocusParser(
                     values, source_name=str(path), problems=problems, window=window,
-                    currency=currency,
+                    currency=currency, currency_where=currency_where,
                 )  # fmt: skip
                 continue
             if not values:
@@ -180,7 +181,7 @@ def read_focus(
             raise InputError(
                 InputProblem(str(path), 1, None, None, "a FOCUS header row", "an empty file")
             )
-        currency = parser.currency
+        currency, currency_where = parser.currency, parser.currency_where
         offset += path.stat().st_size
 
 

@@ -116,13 +116,15 @@ class FocusParser:
         problems: RowProblems,
         window: Window | None = None,
         currency: str | None = None,
+        currency_where: str | None = None,
     ) -> None:
         self.source_name = source_name
         self.file_name = PurePath(source_name).name
         self.problems = problems
         self.window = window
+        # The import's currency, and where it was first seen (`file:line`): an earlier file's.
         self.currency = currency
-        self.currency_where: str | None = None
+        self.currency_where = currency_where
         self.columns = [name.strip().lstrip("\ufeff") for name in header]
         index = {name: i for i, name in enumerate(self.columns)}
         missing = [name for name in REQUIRED_COLUMNS if name not in index]
@@ -343,7 +345,7 @@ class FocusParser:
         if self.currency is None:
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise BadValue("BillingCurrency", "a three-letter currency code", currency)
-            self.currency, self.currency_where = currency, f"line {line}"
+            self.currency, self.currency_where = currency, f"{self.file_name}:{line}"
             return
         where = f", as at {self.currency_where}" if self.currency_where else ""
         raise BadValue(

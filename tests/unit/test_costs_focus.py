@@ -220,6 +220,15 @@ def test_blank_lines_are_no_rows(tmp_path: Path) -> None:
         parse(path)
 
 
+def test_a_second_currency_names_where_the_first_was_seen(tmp_path: Path) -> None:
+    first = write(tmp_path / "september.csv", row(), row())
+    second = write(tmp_path / "october.csv", row(), row(BillingCurrency="EUR"))
+    with pytest.raises(InputError) as caught:
+        parse(first, second)
+    assert f"{second}:3:" in str(caught.value)
+    assert "one currency per import (USD, as at september.csv:2)" in str(caught.value)
+
+
 def test_a_quoted_field_spanning_lines_keeps_later_line_numbers_right(tmp_path: Path) -> None:
     multi = row(ChargeDescription='"two\nlines"')
     path = write(tmp_path / "bill.csv", multi, row(BilledCost="x"))
