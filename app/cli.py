@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -137,7 +137,9 @@ def serve(
     if rt.config_path is not None:
         settings = settings.model_copy(update={"config": rt.config_path})
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    app = create_app(settings, engine=rt.engine)
+    # The app builds its own engine, with the server's pool (pre-ping, recycling, enough
+    # connections for its threads), unless one was handed to this command (tests).
+    app = create_app(settings, engine=rt.given_engine)
     uvicorn.run(
         app,
         host=host or settings.host,
@@ -152,8 +154,6 @@ def _register_domains() -> None:
     from app.attribution import cli as attribution_cli
     from app.auth import cli as auth_cli
     from app.costs import cli as costs_cli
-    from app.invoices import cli as invoices_cli
-    from app.reports import cli as reports_cli
     from app.scheduling import cli as scheduling_cli
     from app.synthetic import cli as synthetic_cli
     from app.usage import cli as usage_cli
@@ -162,8 +162,6 @@ def _register_domains() -> None:
         usage_cli,
         costs_cli,
         attribution_cli,
-        invoices_cli,
-        reports_cli,
         auth_cli,
         scheduling_cli,
     )
@@ -240,11 +238,37 @@ def main() -> None:
     Click handles its own usage errors (standalone mode); hubmeter's own errors about
     configuration, input files or how a command was called propagate to here.
     """
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from pydantic import ValidationError
+
     try:
         cli()
     except (ConfigError, UsageError, InputError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+        _fail(str(exc))
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # A setting from the environment that is not what it should be.
+        _fail(
+            "; ".join(
+                f"HUBMETER_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+                for error in exc.errors()
+            )
+        )
+    except GoogleAuthError as exc:
+        _fail(
+            f"no usable Google credentials ({exc}); set GOOGLE_APPLICATION_CREDENTIALS to a "
+            "service account key file, or run where Application Default Credentials exist"
+        )
+    except GoogleAPIError as exc:
+        _fail(f"Google Cloud answered: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    """One clear line, and exit status 2."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,7 +29,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.costs.gcp_export import validate_table
 
 DEFAULT_SQLITE_URL = "sqlite:///hubmeter.db"
-PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test"}
 
 
 class Settings(BaseSettings):
@@ -51,21 +49,14 @@ class Settings(BaseSettings):
     trusted_identity_header: str | None = None
     # Rows of computed cost answers each process keeps (0 turns the cache off).
     cost_cache_rows: int = Field(default=200_000, ge=0)
-    stripe_api_key: SecretStr | None = None
-    stripe_webhook_secret: SecretStr | None = None
-    stripe_api_base: str | None = None
     bigquery_api_endpoint: str | None = None
     billing_catalog_api_endpoint: str | None = None
     scheduler_enabled: bool = False
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
+    def _refuse_sqlite_in_production(self) -> Settings:
         if self.environment != "production":
             return self
-        for name in ("stripe_api_key", "stripe_webhook_secret"):
-            value = getattr(self, name)
-            if value is not None and value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
-                raise ValueError(f"HUBMETER_{name.upper()} holds a placeholder value")
         if self.database_url.startswith("sqlite"):
             raise ValueError(
                 "HUBMETER_DATABASE_URL points at SQLite; production deployments use PostgreSQL"

@@ -20,6 +20,11 @@ class Runtime:
     config_path: Path | None = None
     _engine: Engine | None = field(default=None, repr=False)
 
+    @property
+    def given_engine(self) -> Engine | None:
+        """The engine this runtime was handed, if any (else `engine` makes one)."""
+        return self._engine
+
     @cached_property
     def engine(self) -> Engine:
         return self._engine or make_engine(self.settings.database_url)

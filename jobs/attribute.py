@@ -28,7 +28,7 @@ from app.config import get_settings
 from app.errors import UsageError
 from app.periods import next_month, parse_month, with_open_invoice_month
 from app.runtime import Runtime
-from jobs.runner import run_job
+from jobs.runner import JobSkipped, run_job
 
 log = logging.getLogger(__name__)
 JOB_NAME = "attribute"
@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         period = month_period(args.month) if args.month else None
         report = attribute(runtime, period=period)
+    except JobSkipped as exc:
+        log.info("%s", exc)
+        return 0
     except (UsageError, ValueError) as exc:
         log.error("attribution failed: %s", exc)
         return 2

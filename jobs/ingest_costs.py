@@ -35,7 +35,7 @@ from app.ingestion import service as ingestion_service
 from app.ingestion.models import BatchKind
 from app.periods import HOUR, Window, as_utc, day_start, floor_hour, with_open_invoice_month
 from app.runtime import Runtime
-from jobs.runner import run_job
+from jobs.runner import JobSkipped, run_job
 
 log = logging.getLogger(__name__)
 JOB_NAME = "ingest_costs"
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         report = ingest_gcp_bigquery(
             runtime, table=args.table, billing_project=args.billing_project
         )
+    except JobSkipped as exc:
+        log.info("%s", exc)
+        return 0
     except Exception as exc:
         log.error("cost ingestion failed: %s", exc)
         return 1

@@ -27,7 +27,7 @@ from app.usage import service as usage_service
 from app.usage.prometheus import RetryPolicy
 from app.usage.service import IngestReport, SourceKind
 from app.usage.sources import Progress
-from jobs.runner import run_job
+from jobs.runner import JobSkipped, run_job
 
 log = logging.getLogger(__name__)
 JOB_NAME = "ingest_usage"
@@ -45,10 +45,12 @@ class ClusterIngest:
     window: tuple[datetime, datetime] | None
     report: IngestReport | None = None
     error: BaseException | None = None
+    # Why nothing was done: another process is ingesting this cluster right now.
+    skipped: str | None = None
 
     @property
     def up_to_date(self) -> bool:
-        return self.report is None and self.error is None
+        return self.report is None and self.error is None and self.skipped is None
 
 
 def ingest_usage(
@@ -131,6 +133,8 @@ def _ingest_cluster(
             window=window or (None, None),
             figures=figures,
         )
+    except JobSkipped as exc:
+        return ClusterIngest(cluster_name, kind, window, skipped=str(exc))
     except Exception as exc:  # recorded in the job run; the other clusters still run
         return ClusterIngest(cluster_name, kind, window, error=exc)
     if report is not None:
@@ -150,6 +154,8 @@ def main() -> int:
         if outcome.error is not None:
             failed += 1
             log.error("usage of cluster %s not ingested: %s", outcome.cluster, outcome.error)
+        elif outcome.skipped is not None:
+            log.info("usage of cluster %s: %s", outcome.cluster, outcome.skipped)
         elif outcome.report is not None:
             log.info("usage of cluster %s ingested: %s", outcome.cluster, outcome.report.figures())
             for warning in outcome.report.warnings:

@@ -17,6 +17,7 @@ from app.clock import utcnow
 from app.costs.estimates import Driver
 from app.periods import HOUR, floor_hour
 from app.runtime import Runtime
+from jobs.runner import JobSkipped
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ def ingest_usage(runtime: Runtime) -> str:
             "usage not ingested for "
             + ", ".join(f"{outcome.cluster} ({outcome.error})" for outcome in failed)
         )
-    return f"{len(outcomes)} cluster(s) up to date"
+    skipped = [outcome.cluster for outcome in outcomes if outcome.skipped is not None]
+    return f"{len(outcomes) - len(skipped)} cluster(s) up to date" + (
+        f"; {', '.join(skipped)} already being ingested by another process" if skipped else ""
+    )
 
 
 def ingest_costs(runtime: Runtime) -> str:
@@ -77,6 +81,9 @@ def ingest_costs(runtime: Runtime) -> str:
             report = job.ingest_gcp_bigquery(
                 runtime, table=export.table, billing_project=export.billing_project
             )
+        except JobSkipped as exc:
+            done.append(str(exc))
+            continue
         except Exception as exc:  # recorded in its job run; the other exports still run
             failed.append(f"{export.table} ({exc})")
             continue
@@ -89,6 +96,9 @@ def ingest_costs(runtime: Runtime) -> str:
             report = job.estimate_costs(
                 runtime, cluster=cluster.name, skus={Driver(k): v for k, v in skus.items()}
             )
+        except JobSkipped as exc:
+            done.append(str(exc))
+            continue
         except Exception as exc:  # recorded in its job run; the other clusters still run
             failed.append(f"estimates for {cluster.name} ({exc})")
             continue
@@ -184,6 +194,8 @@ class EmbeddedScheduler:
     def run_one(self, job: ScheduledJob) -> None:
         try:
             log.info("scheduled job %s: %s", job.name, job.run(self.runtime))
+        except JobSkipped as exc:
+            log.info("scheduled job %s: %s", job.name, exc)
         except Exception:
             # The job run already records the failure; the next tick tries again.
             log.exception("scheduled job %s failed", job.name)

@@ -32,12 +32,14 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    false,
     func,
     insert,
     literal,
     or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -640,6 +642,16 @@ def _attribute_period(
 ) -> RunReport:
     if session.get_bind().dialect.name == "postgresql":
         _isolate(session)
+    else:
+        # SQLite: take the write lock before reading anything. A transaction that has read
+        # cannot wait for another writer (its snapshot is stale; SQLite refuses at once with
+        # "database is locked"); one that writes first waits its turn (busy_timeout).
+        session.execute(
+            update(AttributionDay)
+            .where(false())
+            .values(day=AttributionDay.day)
+            .execution_options(synchronize_session=False)
+        )
     policy = build_policy(session=session, config=config)
     policy_json = policy.to_json()
     policy_sha = policy.sha256()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from app.errors import UsageError
 from app.runtime import runtime
 from app.scheduling.models import JobRun
 
+log = logging.getLogger("hubmeter.jobs")
 console = Console(soft_wrap=True)
 jobs_app = typer.Typer(
     help="The scheduled jobs: list them, run one now (what the CronJobs call), see recent runs.",
@@ -34,18 +36,28 @@ def list_jobs() -> None:
 def run(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="A job from `jobs list`.")]
 ) -> None:
-    """Run one scheduled job now; exits non-zero if it did not do all of its work."""
+    """Run one scheduled job now; exits non-zero if it did not do all of its work. What it
+    does goes to the log, as JSON with HUBMETER_LOG_FORMAT=json (the CronJobs' setting)."""
+    from app.logs import configure_logging
     from jobs.schedule import job_named
 
     try:
         job = job_named(name)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
+    rt = runtime(ctx)
+    configure_logging(log_format=rt.settings.log_format, level=rt.settings.log_level)
+    from jobs.runner import JobSkipped
+
     try:
-        console.print(f"{job.name}: {job.run(runtime(ctx))}")
+        outcome = job.run(rt)
+    except JobSkipped as exc:
+        log.info("%s: %s", job.name, exc)
+        return
     except Exception as exc:
-        console.print(f"{job.name} failed: {exc}")
+        log.error("%s failed: %s", job.name, exc)
         raise typer.Exit(1) from None
+    log.info("%s: %s", job.name, outcome)
 
 
 @jobs_app.command("runs")

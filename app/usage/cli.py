@@ -161,6 +161,8 @@ def ingest_usage_command(
         for warning in report.warnings:
             console.print(f"[yellow]{report.cluster}: {escape(warning)}[/]")
     for outcome in outcomes:
+        if outcome.skipped is not None:
+            console.print(f"{outcome.cluster}: {outcome.skipped}")
         if outcome.up_to_date:
             where = _window_text(*outcome.window) if outcome.window else "the file"
             console.print(f"{outcome.cluster}: up to date ({where} has no new hours)")

@@ -47,6 +47,8 @@ def test_every_cronjob_runs_a_scheduled_job_at_its_cadence() -> None:
         container = document["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"][:2] == ["jobs", "run"]
         shipped[container["args"][2]] = document["spec"]["schedule"]
+        # Without it Kubernetes reads the schedule in the controller manager's local time.
+        assert document["spec"]["timeZone"] == "Etc/UTC"
     assert set(shipped) == {job.name for job in SCHEDULE}
     for name, cron in shipped.items():
         minute, hour, *_ = cron.split()
