@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint typecheck unit bench system-packages clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || scripts/install-system-packages python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+
 from app import migrate
 from app.attribution.rules import Period
 from app.auth import service as token_service
-from app.auth.models import Role
+from app.auth.models import ApiToken, Role
 from app.clock import utcnow
 from app.config import Settings
 from app.costs import ingest as cost_ingest
@@ -30,6 +32,8 @@ from app.usage.service import SourceKind
 from jobs import attribute as attribute_job
 from jobs import ingest_usage as usage_job
 from jobs.runner import run_job
+
+DEMO_CREATOR = "hubmeter demo"
 
 Say = Callable[[str], None]
 
@@ -107,13 +111,23 @@ def run_demo(
 
     result = DemoResult(runtime=runtime, manifest=manifest, period=period)
     with transaction(runtime.session_factory) as session:
+        # A demo run's tokens replace the previous run's: revoke those still live.
+        earlier = session.scalars(
+            select(ApiToken.id).where(
+                ApiToken.created_by == DEMO_CREATOR, ApiToken.revoked_at.is_(None)
+            )
+        ).all()
+        for token_id in earlier:
+            token_service.revoke_token(
+                session=session, token_id=token_id, now=utcnow(), actor=DEMO_CREATOR
+            )
         expires = utcnow() + dt.timedelta(days=30)
         _, result.tokens["finance"] = token_service.create_token(
             session=session,
             name="demo finance",
             role=Role.finance,
             community_id=None,
-            created_by="hubmeter demo",
+            created_by=DEMO_CREATOR,
             now=utcnow(),
             expires_at=expires,
         )
@@ -123,7 +137,7 @@ def run_demo(
                 name=f"demo viewer for {community.id}",
                 role=Role.viewer,
                 community_id=community.id,
-                created_by="hubmeter demo",
+                created_by=DEMO_CREATOR,
                 now=utcnow(),
                 expires_at=expires,
             )

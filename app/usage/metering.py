@@ -11,9 +11,9 @@ Formulas, with Δ the cluster's scrape interval and hour H = [h, h + 1h):
     cpu_request_core_seconds    = Σ CPU-request samples in H * Δ
     gpu_request_seconds         = Σ GPU-request samples in H * Δ
     memory_usage_byte_seconds   = Σ working-set samples in H * Δ
-    cpu_usage_core_seconds      = Σ over counter series (last sample in H - last sample in the
-                                  hour before, or the last sample in H when there was none or
-                                  the counter restarted)
+    cpu_usage_core_seconds      = Σ over counter series (last sample in H - last sample before
+                                  H, up to six hours back, or the last sample in H when there
+                                  was none or the counter restarted)
     home_storage_byte_seconds   = round-half-even(mean of the directory's samples in H * 3600)
 
 CPU figures are rounded to 1e-6 core-seconds (half-even): Prometheus adds them as binary

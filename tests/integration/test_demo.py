@@ -54,3 +54,9 @@ def test_the_demo_serves_an_attributed_month_to_each_community(tmp_path: Path) -
         response = client.get(f"/api/v1/hubs/{hub['id']}/costs", params=period, headers=owner)
         rerun_totals += sum(Decimal(t["amount"]) for t in response.json()["totals"])
     assert rerun_totals == totals
+    # ...and its tokens replace the previous run's, which no longer open anything.
+    for community_id, token in result.tokens.items():
+        stale = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert stale.status_code == 401, community_id
+    fresh = client.get("/api/v1/me", headers={"Authorization": f"Bearer {again.tokens['finance']}"})
+    assert fresh.status_code == 200
