@@ -12,9 +12,10 @@ from app.config import HubmeterConfig, Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; the request commits once, at the end, if nothing raised, and
-    before the response is sent (`scope="function"` below): a client told "revoked" or
-    "created" can count on it, and a failed commit is the answer, not a log line after it."""
+    """A session per request; it commits at the end if nothing raised. That end comes after
+    the response has been sent, so a route that writes commits itself before answering (a
+    client told "revoked" or "created" can count on it, and a failed commit is the answer,
+    not a log line after it). Reads have nothing to commit, and answer sooner this way."""
     session: Session = request.app.state.session_factory()
     try:
         yield session
@@ -36,6 +37,6 @@ def get_config(request: Request) -> HubmeterConfig | None:
     return config
 
 
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ConfigDep = Annotated[HubmeterConfig | None, Depends(get_config)]

@@ -119,6 +119,7 @@ def create_token(principal: AdminPrincipal, session: SessionDep, body: TokenCrea
                 now=now,
                 expires_at=expires_at,
             )
+            session.commit()  # stored before the admin is told so
             return _token_out(row, TokenCreated, token=None)
         row, token = token_service.create_token(
             session=session,
@@ -131,6 +132,7 @@ def create_token(principal: AdminPrincipal, session: SessionDep, body: TokenCrea
         )
     except token_service.TokenError as exc:
         raise invalid("body", str(exc)) from None
+    session.commit()  # stored before the token is handed out
     return _token_out(row, TokenCreated, token=token)
 
 
@@ -160,4 +162,5 @@ def revoke_token(
     )
     if row is None:
         raise Problem(404, "Not found", "no such token")
+    session.commit()  # revoked for good before the admin is told so
     return _token_out(row)
