@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, select
 
 import migrations
 
@@ -23,10 +23,16 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+# pg_advisory_xact_lock key: migrations take turns (two pods starting at once, a migration Job
+# next to an operator's `db upgrade`); the second waits, then finds the schema at head.
+_MIGRATION_LOCK_KEY = 0x6875626D_0000000D
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Apply migrations up to `revision` in one transaction per run."""
+    """Apply migrations up to `revision` in one transaction per run, one run at a time."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        _take_turns(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -34,8 +40,16 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
+        _take_turns(connection)
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def _take_turns(connection: Connection) -> None:
+    """On PostgreSQL, wait for any other migration run to commit. (A SQLite database lives on
+    one machine, where migrations run from one command at a time.)"""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
 
 
 def head_revision() -> str | None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from app.config import ConfigError
 from app.errors import UsageError
 from app.runtime import runtime
 from app.scheduling.models import JobRun
@@ -54,6 +55,10 @@ def run(
     except JobSkipped as exc:
         log.info("%s: %s", job.name, exc)
         return
+    except ConfigError as exc:
+        # The configuration is at fault, not the run: status 2, as from every command.
+        log.error("%s failed: %s", job.name, exc)
+        raise typer.Exit(2) from None
     except Exception as exc:
         log.error("%s failed: %s", job.name, exc)
         raise typer.Exit(1) from None

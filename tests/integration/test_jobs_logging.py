@@ -23,11 +23,12 @@ def test_a_scheduled_job_logs_as_json_when_the_cronjobs_ask(tmp_path: Path) -> N
     }
     command = [sys.executable, "-c", "from app.cli import main; main()"]
     subprocess.run([*command, "db", "upgrade"], env=env, check=True, capture_output=True)
-    # The configuration was never applied, so attribution refuses: a failure to log.
+    # The configuration was never applied, so attribution refuses: a failure to log, and the
+    # configuration's fault (status 2, as from every command).
     done = subprocess.run(
         [*command, "jobs", "run", "attribute"], env=env, capture_output=True, text=True
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert records
     assert records[-1]["level"] == "error"

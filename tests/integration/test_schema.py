@@ -205,3 +205,31 @@ def test_the_audit_log_is_append_only_on_postgresql(postgres_database: str) -> N
     session.rollback()
     connection.close()
     engine.dispose()
+
+
+def test_two_migration_runs_at_once_take_turns(postgres_server_url: str) -> None:
+    """Two pods (or a migration Job and an operator) upgrading an empty PostgreSQL database at
+    the same moment: the second waits for the first and finds the schema at head."""
+    import threading
+
+    from tests import servers
+
+    engine = make_engine(servers.create_database(postgres_server_url, "migrations_at_once"))
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait()
+            migrate.upgrade(engine)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert migrate.is_at_head(engine)
+    engine.dispose()
