@@ -108,11 +108,16 @@ def _turn(runtime: Runtime, job_name: str) -> Iterator[bool]:
 
 
 def _unlock(connection: Connection, key: int) -> None:
+    """Release the job's lock; if that fails, drop the connection rather than let the pool
+    keep a connection that still holds it (every later run would be skipped)."""
     try:
-        connection.scalar(select(func.pg_advisory_unlock(key)))
+        released = connection.scalar(select(func.pg_advisory_unlock(key)))
         connection.commit()
-    except Exception:  # the connection closes next, which releases the lock anyway
-        log.warning("could not release the job lock explicitly", exc_info=True)
+    except Exception:
+        released = False
+        log.warning("could not release the job lock; closing its connection", exc_info=True)
+    if not released:
+        connection.invalidate()
 
 
 def _running_message(runtime: Runtime, job_name: str) -> str:
