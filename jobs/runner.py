@@ -8,17 +8,20 @@ BigQuery scans) and, on SQLite, collide. The second finds the first's run and is
 
 A run whose process died without recording an outcome (killed, out of memory) must neither
 block the job nor stay `running` forever: the next run of the job marks it failed. Whether
-that earlier process is gone is known for certain: on PostgreSQL every run holds a
-session-level advisory lock on its job for as long as it works, which the server releases when
-the process's connection ends, however it ends; on SQLite (one machine) by its process id. A
+that earlier process is gone is known for certain: every run holds a lock on its job for as
+long as it works, which is released when the process ends, however it ends (on PostgreSQL a
+session-level advisory lock, on SQLite a file lock beside the database). A
 SIGTERM (a CronJob's deadline, a pod stopping) is turned into an exit that records the run as
 failed before the process goes.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -26,6 +29,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, select, update
@@ -88,10 +92,22 @@ def run_job(
 
 @contextmanager
 def _turn(runtime: Runtime, job_name: str) -> Iterator[bool]:
-    """On PostgreSQL, hold the job's session-level advisory lock on a connection of its own
-    for the whole run (yields True), or raise JobSkipped if another process holds it. Elsewhere
-    yields False: `_start` then tells a live run from a dead one by its process."""
+    """Hold the job's lock for the whole run (yields True), or raise JobSkipped at once if
+    another process holds it. The operating system or the database server releases it when
+    its holder dies, however it dies. PostgreSQL: a session-level advisory lock on a
+    connection of its own. SQLite: an exclusive `flock` on a file beside the database (the
+    database's own write lock cannot serve: a run holds it through its work, and a second run
+    would wait on it instead of being skipped). A database without a file yields False:
+    `_start` then tells a live run from a dead one by its process."""
     engine = runtime.engine
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            yield False
+            return
+        with _file_lock(runtime, Path(database), job_name):
+            yield True
+        return
     if engine.dialect.name != "postgresql":
         yield False
         return
@@ -105,6 +121,27 @@ def _turn(runtime: Runtime, job_name: str) -> Iterator[bool]:
             yield True
         finally:
             _unlock(connection, key)
+
+
+def job_lock_path(database: Path, job_name: str) -> Path:
+    """The file beside a SQLite database whose flock a run of `job_name` holds."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name)[:80]
+    digest = hashlib.blake2b(job_name.encode(), digest_size=4).hexdigest()
+    return database.with_name(f"{database.name}.{safe}-{digest}.lock")
+
+
+@contextmanager
+def _file_lock(runtime: Runtime, database: Path, job_name: str) -> Iterator[None]:
+    """An exclusive, non-blocking flock on the job's lock file; JobSkipped if held."""
+    with job_lock_path(database, job_name).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobSkipped(_running_message(runtime, job_name)) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _unlock(connection: Connection, key: int) -> None:

@@ -325,6 +325,8 @@ def meter(
     notes = MeteringNotes(inexact_values=observations.inexact_values)
     known = _known_users(observations, known_usernames or {})
     usernames = _pod_usernames(observations, notes, known)
+    # Home directories also find the users whose servers ran in this window.
+    known = _known_users(observations, known_usernames or {}, usernames)
     # Plain lists of int or Decimal while adding up: a week of a thousand users is a few
     # hundred thousand rows, and this is most of the time metering takes.
     by_row: dict[tuple[str, str | None, int], list[Number]] = {}
@@ -404,13 +406,18 @@ def _mean_times_hour(total: Number, count: int) -> int:
 
 
 def _known_users(
-    observations: Observations, known_usernames: Mapping[str, Iterable[str]]
+    observations: Observations,
+    known_usernames: Mapping[str, Iterable[str]],
+    pod_usernames: Mapping[PodId, str] | None = None,
 ) -> dict[str, KnownUsers]:
-    """Per namespace, the usernames known before the window and those its annotations name."""
+    """Per namespace, the usernames known before the window, those its annotations name, and
+    (once resolved) those of its server pods."""
     names: dict[str, set[str]] = defaultdict(set)
     for namespace, usernames in known_usernames.items():
         names[namespace].update(usernames)
     for (namespace, _pod, _uid), username in observations.username_annotations.items():
+        names[namespace].add(username)
+    for (namespace, _pod, _uid), username in (pod_usernames or {}).items():
         names[namespace].add(username)
     return {namespace: KnownUsers(usernames) for namespace, usernames in names.items()}
 

@@ -208,8 +208,9 @@ def _escaped_name_in_pod_name(pod: str) -> str | None:
 
 
 def _username_of_slug(slug: str, known: KnownUsers | Mapping[str, str] | None) -> str | None:
-    """The username a whole (uncut) slug stands for: a known user's, a legacy escape that
-    decodes to a plausible name, or the slug itself where it is a slug of the safe scheme."""
+    """The username a whole (uncut) pod label or pod name slug stands for: a known user's, a
+    legacy escape that decodes to a plausible name, or the slug itself where it is a slug of
+    the safe scheme (a server pod's label always names a user)."""
     if known is not None:
         named = known.get(slug)
         if named is not None:
@@ -226,5 +227,20 @@ def home_directory_owner(
     directory: str, known: KnownUsers | Mapping[str, str] | None = None
 ) -> str | None:
     """The user whose home `directory` (a dirsize `directory` label) is, or None when it is no
-    user's home (a hub's `_shared` directory, `lost+found`, ...): its bytes stay with the hub."""
-    return _username_of_slug(directory, known)
+    user's home (a hub's `_shared` or `shared-data` directory, `lost+found`, ...): its bytes
+    stay with the hub.
+
+    A known user's slug, a legacy escape of a plausible name, or a hashed slug of the safe
+    scheme is a user's home. A name the safe scheme would keep as written (`student-001`) is
+    one only once that user is known (has run a server): a hub's own directories look just
+    the same (`course-materials`)."""
+    if known is not None:
+        named = known.get(directory)
+        if named is not None:
+            return named
+    raw = strict_unescape(directory)
+    if raw is not None:
+        return raw
+    if _HASHED_SLUG.fullmatch(directory):
+        return directory
+    return None

@@ -22,10 +22,18 @@ from app.config import Settings
 from app.ingestion.service import source_lock_key
 from app.runtime import Runtime
 from app.scheduling.models import JobRun, JobStatus
-from jobs.runner import LOCK_KIND, JobSkipped, run_job
+from jobs.runner import LOCK_KIND, JobSkipped, job_lock_path, run_job
 
 JOB = "ingest_usage:atlantic"
 GIVE_UP_AFTER_SECONDS = 60  # only so that a broken test fails instead of hanging
+# Another process's run of the job: it holds the job's file lock and keeps working.
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
 # A job whose work writes a row, says it has started, and then takes its time.
 SLOW_JOB = """
 import sys, time
@@ -82,11 +90,18 @@ def test_a_job_another_live_process_runs_is_skipped_and_a_dead_ones_run_is_close
     runtime: Runtime, db_kind: str
 ) -> None:
     engine = runtime.engine
-    other = subprocess.Popen(["sleep", "60"])
+    # The other process holds the job's lock while it works: a file lock beside a SQLite
+    # database, an advisory lock on PostgreSQL (taken here on its behalf).
+    database = Path(engine.url.database or "")
+    lock = str(job_lock_path(database, JOB)) if db_kind == "sqlite" else os.devnull
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, lock], stdout=subprocess.PIPE, text=True
+    )
     try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "locked"
         running_row(engine, other.pid)
         if db_kind == "postgresql":
-            # On PostgreSQL the live process holds the job's advisory lock while it works.
             holder = engine.connect()
             holder.scalar(select(func.pg_advisory_lock(source_lock_key(LOCK_KIND, JOB))))
             holder.commit()
@@ -96,6 +111,8 @@ def test_a_job_another_live_process_runs_is_skipped_and_a_dead_ones_run_is_close
     finally:
         other.kill()
         other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
         if db_kind == "postgresql":
             holder.invalidate()  # the process is gone: so is its connection, and its lock
             holder.close()
@@ -123,6 +140,10 @@ def test_sigterm_mid_job_records_the_run_as_failed_and_keeps_nothing(
         assert job.poll() is None, "the job ended before its work began"
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # A second run of the job meanwhile is skipped at once, although the first holds the
+    # database's write lock (on SQLite) for as long as its work lasts.
+    with pytest.raises(JobSkipped):
+        run_job(runtime, JOB, lambda session: "done")
     job.send_signal(signal.SIGTERM)
     assert job.wait(timeout=GIVE_UP_AFTER_SECONDS) == 128 + signal.SIGTERM
     ((status, error),) = runs(runtime.engine)

@@ -149,21 +149,34 @@ def test_in_the_safe_scheme_compute_and_storage_land_on_the_same_user(
         ).username
         == username
     )
-    # Without any annotation, a slug that is no plausible legacy escape is its own name, for
-    # compute and storage alike, and never a name with a control character in it.
+    # Without any annotation, a label that is no plausible legacy escape is its own name,
+    # never a name with a control character in it; the home directory finds that user once
+    # the user is known (the server ran in this window, or before).
     bare = resolve_pod_username(annotation=None, label=slug, pod=f"jupyter-{slug}").username
-    assert bare == home_directory_owner(slug)
     assert bare.isprintable()
     assert " " not in bare
+    assert home_directory_owner(slug, KnownUsers([bare])) == bare
 
 
 def test_a_legacy_escape_of_an_implausible_name_is_kept_as_written() -> None:
     assert strict_unescape("student-001") is None
     assert lenient_unescape("student-001") == "student-001"
-    assert home_directory_owner("alice-2020") == "alice-2020"
     # Real escapes still decode.
     assert home_directory_owner("jos-c3-a9") == "josé"
-    assert home_directory_owner("bad-zz-escape") == "bad-zz-escape"
+    # A hashed slug of the safe scheme is somebody's home, even before the user is known.
+    assert home_directory_owner("alice-smith-example-o---323a0b32") == (
+        "alice-smith-example-o---323a0b32"
+    )
+
+
+@pytest.mark.parametrize("directory", ["shared-data", "course-materials", "alice-2020"])
+def test_a_directory_named_like_a_kept_slug_is_a_users_only_once_the_user_is_known(
+    directory: str,
+) -> None:
+    """A hub's own directories look like names the safe scheme keeps as written: their bytes
+    stay with the hub until a server of a user of that name has run."""
+    assert home_directory_owner(directory, KnownUsers(["alice", "bob"])) is None
+    assert home_directory_owner(directory, KnownUsers(["alice", directory])) == directory
 
 
 def test_known_users_refuse_a_slug_two_of_them_share() -> None:
