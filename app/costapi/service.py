@@ -15,6 +15,7 @@ to its new community all the same.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from app.usage.models import UsageHour
 
 T = TypeVar("T")
 Columns = TypeVarTuple("Columns")
+
+log = logging.getLogger(__name__)
 
 
 class Dimension(StrEnum):
@@ -474,6 +477,7 @@ def billed_until(*, session: Session, period: Period) -> date | None:
         .distinct()
     ).all()
     reached: list[date] = []
+    reached_by: list[date | None] = []
     for provider, account in accounts:
         through = billed_through(
             session=session,
@@ -482,13 +486,29 @@ def billed_until(*, session: Session, period: Period) -> date | None:
             sub_account_id=None,
             window=window,
         )
-        if through is not None:
+        day = None if through is None else as_utc(through).date()
+        reached_by.append(day)
+        if day is not None:
             # The end of the last billed hour: its day counts only when that is midnight.
-            reached.append(as_utc(through).date())
+            reached.append(day)
     if not reached:
         return None
     furthest = max(reached)
-    return min(d for d in reached if d >= furthest - timedelta(days=BILLING_LAG_DAYS))
+    still = furthest - timedelta(days=BILLING_LAG_DAYS)
+    stopped = [
+        f"{provider}:{account}"
+        for (provider, account), d in zip(accounts, reached_by, strict=True)
+        if d is not None and d < still
+    ]
+    if stopped:
+        # Visible in the log: an export that is merely late by this much would be mistaken
+        # for a stopped account, and its missing days counted as billed.
+        log.info(
+            "month to date %s: billing account(s) %s stopped billing (more than %d days "
+            "behind the furthest, %s); not waited for",
+            period, ", ".join(stopped), BILLING_LAG_DAYS, furthest,
+        )  # fmt: skip
+    return min(d for d in reached if d >= still)
 
 
 class BillReach(Protocol):

@@ -144,7 +144,7 @@ class PrometheusUsageSource:
         `(h - 1ms, h + 1h - 1ms]`; before 3, ranges are closed and `[1h]` would also read a
         sample at `h - 1ms` (counted in the hour before too), so `[3599999ms]` is used, which
         reads `[h, h + 1h - 1ms]`. The server's version is asked once; a server that does not
-        say (a proxy, another implementation) is taken to follow Prometheus 3."""
+        say, or is another implementation (Mimir, Thanos), is taken to follow Prometheus 3."""
         if self._hour_range is None:
             major = _prometheus_major_version(self.prometheus, self._headers, self._basic_auth)
             self._hour_range = "[3599999ms]" if major is not None and major < 3 else "[1h]"
@@ -383,7 +383,12 @@ def _prometheus_major_version(
         )
         if response.status_code != 200:
             return None
-        version = str(response.json()["data"]["version"])
+        data = response.json()["data"]
+        # Other servers answer this too (Grafana Mimir names itself in `application`), with
+        # their own version numbers, not their query engine's: only Prometheus' is trusted.
+        if data.get("application", "Prometheus") != "Prometheus":
+            return None
+        version = str(data["version"])
         return int(version.lstrip("v").split(".", 1)[0])
     except (requests.RequestException, ValueError, KeyError, TypeError):
         return None

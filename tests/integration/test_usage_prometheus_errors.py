@@ -42,6 +42,7 @@ class FakePrometheus:
     # What /api/v1/status/buildinfo says (None: 404, as a server that does not say); asked
     # once per source, and not counted among `requests`.
     version: str | None = "3.1.0"
+    application: str | None = None  # what another server names itself as (Grafana Mimir)
     buildinfo_requests: int = 0
 
 
@@ -82,7 +83,14 @@ def fake() -> Iterator[FakePrometheus]:
                 status, info = (
                     (404, {})
                     if state.version is None
-                    else (200, {"status": "success", "data": {"version": state.version}})
+                    else (
+                        200,
+                        {
+                            "status": "success",
+                            "data": {"version": state.version}
+                            | ({"application": state.application} if state.application else {}),
+                        },
+                    )
                 )
                 body = json.dumps(info).encode()
                 self.send_response(status)
@@ -153,15 +161,22 @@ def test_every_hour_is_evaluated_at_its_last_millisecond_in_chunks(fake: FakePro
 
 
 @pytest.mark.parametrize(
-    ("version", "hour_range"),
-    [("3.1.0", "[1h]"), ("2.53.1", "[3599999ms]"), ("v2.42.0", "[3599999ms]"), (None, "[1h]")],
+    ("version", "application", "hour_range"),
+    [
+        ("3.1.0", None, "[1h]"),
+        ("2.53.1", None, "[3599999ms]"),
+        ("v2.42.0", None, "[3599999ms]"),
+        (None, None, "[1h]"),
+        ("2.16.0", "Grafana Mimir", "[1h]"),  # its own version, not its engine's
+    ],
 )
 def test_the_hour_range_follows_the_servers_range_semantics(
-    fake: FakePrometheus, version: str | None, hour_range: str
+    fake: FakePrometheus, version: str | None, application: str | None, hour_range: str
 ) -> None:
     """Before Prometheus 3 a range includes its left end, so `[1h]` at h + 1h - 1ms would also
     read a sample at h - 1ms, which the hour before counts too."""
     fake.version = version
+    fake.application = application
     usage = source(fake.url, chunk_hours=2)
     usage.fetch(first_hour=T0, end_hour=T0 + 4 * 3600, progress=None)
     usage.fetch(first_hour=T0, end_hour=T0 + 3600, progress=None)
