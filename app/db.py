@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
@@ -188,6 +189,16 @@ def _disable_pysqlite_autobegin(dbapi_connection: sqlite3.Connection, _record: A
 
 def _emit_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
+
+
+def take_sqlite_write_lock(session: Session) -> None:
+    """On SQLite, take the database's write lock now, waiting (busy_timeout) while another
+    connection holds it. Call it before the transaction reads anything: one that has read
+    cannot wait for a writer (its snapshot would be stale, so SQLite refuses at once with
+    "database is locked"); one that writes first waits its turn, and then reads everything the
+    other committed. The statement writes nothing. Does nothing on other databases."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 0"))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -32,14 +32,12 @@ from sqlalchemy import (
     case,
     cast,
     delete,
-    false,
     func,
     insert,
     literal,
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -81,7 +79,7 @@ from app.attribution.schemas import (
 )
 from app.config import ConfigError, HubmeterConfig
 from app.costs.models import CostLine
-from app.db import money_sum
+from app.db import money_sum, take_sqlite_write_lock
 from app.hubs.models import Hub, HubUser
 from app.money import EXACT_SUM, ZERO, exact_difference, exact_sum, format_amount
 from app.periods import DAY, day_start
@@ -643,15 +641,7 @@ def _attribute_period(
     if session.get_bind().dialect.name == "postgresql":
         _isolate(session)
     else:
-        # SQLite: take the write lock before reading anything. A transaction that has read
-        # cannot wait for another writer (its snapshot is stale; SQLite refuses at once with
-        # "database is locked"); one that writes first waits its turn (busy_timeout).
-        session.execute(
-            update(AttributionDay)
-            .where(false())
-            .values(day=AttributionDay.day)
-            .execution_options(synchronize_session=False)
-        )
+        take_sqlite_write_lock(session)
     policy = build_policy(session=session, config=config)
     policy_json = policy.to_json()
     policy_sha = policy.sha256()

@@ -11,9 +11,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import take_sqlite_write_lock
 from app.ingestion.models import BatchStatus, IngestionBatch, Watermark
 
 
@@ -35,12 +36,7 @@ def lock_source(*, session: Session, kind: str, source: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(source_lock_key(kind, source))))
     else:
-        session.execute(
-            update(IngestionBatch)
-            .where(false())
-            .values(id=IngestionBatch.id)
-            .execution_options(synchronize_session=False)
-        )
+        take_sqlite_write_lock(session)
 
 
 def source_lock_key(kind: str, source: str) -> int:

@@ -211,16 +211,10 @@ def _username_of_slug(slug: str, known: KnownUsers | Mapping[str, str] | None) -
     """The username a whole (uncut) pod label or pod name slug stands for: a known user's, a
     legacy escape that decodes to a plausible name, or the slug itself where it is a slug of
     the safe scheme (a server pod's label always names a user)."""
-    if known is not None:
-        named = known.get(slug)
-        if named is not None:
-            return named
-    raw = strict_unescape(slug)
-    if raw is not None:
-        return raw
-    if (_is_object_name(slug) and "--" not in slug) or _HASHED_SLUG.fullmatch(slug):
+    named = _named_by(slug, known)
+    if named is None and _is_object_name(slug) and "--" not in slug:
         return slug
-    return None
+    return named
 
 
 def home_directory_owner(
@@ -234,13 +228,19 @@ def home_directory_owner(
     scheme is a user's home. A name the safe scheme would keep as written (`student-001`) is
     one only once that user is known (has run a server): a hub's own directories look just
     the same (`course-materials`)."""
+    return _named_by(directory, known)
+
+
+def _named_by(slug: str, known: KnownUsers | Mapping[str, str] | None) -> str | None:
+    """The user a slug certainly names: a known user's slug, a legacy escape of a plausible
+    name, or a hashed slug of the safe scheme (whose name cannot be recovered from it)."""
     if known is not None:
-        named = known.get(directory)
+        named = known.get(slug)
         if named is not None:
             return named
-    raw = strict_unescape(directory)
+    raw = strict_unescape(slug)
     if raw is not None:
         return raw
-    if _HASHED_SLUG.fullmatch(directory):
-        return directory
+    if _HASHED_SLUG.fullmatch(slug):
+        return slug
     return None

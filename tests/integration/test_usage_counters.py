@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.config import PrometheusSource
-from app.usage.metering import meter
+from app.usage.metering import Observations, meter
 from app.usage.openmetrics import read_openmetrics
 from app.usage.prometheus import PrometheusUsageSource, RetryPolicy
 from tests import servers
@@ -55,11 +55,8 @@ def cpu_by_hour(observations: object) -> dict[int, Decimal]:
     }
 
 
-def test_a_scrape_gap_does_not_count_the_counter_again(tmp_path: Path) -> None:
-    file = openmetrics(tmp_path / "usage.om")
-    from_file = cpu_by_hour(read_openmetrics(file, first_hour=T0, end_hour=T0 + HOURS * 3600))
-    assert from_file == EXPECTED
-
+def from_prometheus(file: Path, tmp_path: Path, *, end_hour: int) -> Observations:
+    """The file's samples backfilled into a real Prometheus, fetched back from T0."""
     blocks = tmp_path / "blocks"
     servers.backfill(file, blocks)
     with servers.prometheus_server(blocks) as server:
@@ -69,7 +66,15 @@ def test_a_scrape_gap_does_not_count_the_counter_again(tmp_path: Path) -> None:
             chunk_hours=2,
             retry=RetryPolicy(attempts=2, backoff_seconds=0.01),
         )
-        observations = source.fetch(first_hour=T0, end_hour=T0 + HOURS * 3600, progress=None)
+        return source.fetch(first_hour=T0, end_hour=end_hour, progress=None)
+
+
+def test_a_scrape_gap_does_not_count_the_counter_again(tmp_path: Path) -> None:
+    file = openmetrics(tmp_path / "usage.om")
+    from_file = cpu_by_hour(read_openmetrics(file, first_hour=T0, end_hour=T0 + HOURS * 3600))
+    assert from_file == EXPECTED
+
+    observations = from_prometheus(file, tmp_path, end_hour=T0 + HOURS * 3600)
     assert cpu_by_hour(observations) == EXPECTED
 
 
@@ -91,14 +96,4 @@ def test_a_sample_at_the_last_millisecond_of_an_hour_counts_in_that_hour_only(
 
     expected = {0: Decimal(60), 1: Decimal(60)}
     assert server_hours(read_openmetrics(file, first_hour=T0, end_hour=T0 + 7200)) == expected
-    blocks = tmp_path / "blocks"
-    servers.backfill(file, blocks)
-    with servers.prometheus_server(blocks) as server:
-        source = PrometheusUsageSource(
-            cluster_name="atlantic",
-            prometheus=PrometheusSource(url=server.url),
-            chunk_hours=2,
-            retry=RetryPolicy(attempts=2, backoff_seconds=0.01),
-        )
-        observations = source.fetch(first_hour=T0, end_hour=T0 + 7200, progress=None)
-    assert server_hours(observations) == expected
+    assert server_hours(from_prometheus(file, tmp_path, end_hour=T0 + 7200)) == expected
